@@ -1,0 +1,76 @@
+# conc: build, test, bench, install. `make help` lists the targets.
+#
+# Every interpreter and variant builds out of tree: build/<lua>/<variant>/conc/core.so,
+# where <variant> is release (-O2) or asan (ASan + UBSan, CONC_DEBUG invariant checks and
+# a shuffled run queue).
+
+LUAS := lua5.4 luajit lua5.1 $(if $(wildcard /usr/include/lua5.3/lua.h),lua5.3)
+INC_lua5.4 := /usr/include/lua5.4
+INC_lua5.3 := /usr/include/lua5.3
+INC_lua5.1 := /usr/include/lua5.1
+INC_luajit := /usr/include/luajit-2.1
+
+CC ?= cc
+WARN := -Wall -Wextra -Werror -Wshadow -Wmissing-prototypes -Wstrict-prototypes \
+        -Wwrite-strings -Wundef
+BASE_CFLAGS := -std=c99 -D_GNU_SOURCE -fPIC -fvisibility=hidden $(WARN) -MMD -MP
+CFLAGS_release := -O2 -g
+CFLAGS_asan := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
+               -fno-sanitize-recover=undefined -DCONC_DEBUG
+LDLIBS := -luv
+
+SRCS := $(wildcard csrc/*.c)
+DEPS := lua5.4 liblua5.4-dev luajit libluajit-5.1-dev lua5.1 liblua5.1-0-dev libuv1-dev \
+        lua-busted luarocks
+
+.PHONY: all deps test demo bench lint clean help
+
+all: $(foreach l,$(LUAS),build/$(l)/release/conc/core.so)
+
+help:
+	@echo "make deps   install the system packages (apt-get) that are missing"
+	@echo "make        build conc/core.so for every interpreter"
+	@echo "make test   every spec under $(LUAS), then under ASan+UBSan"
+	@echo "make demo   run examples/demo.lua"
+	@echo "make bench  the benchmark table against the peers (bench/RESULTS.md)"
+	@echo "make lint   check that Lua-agnostic C files do not include lua.h"
+
+# Quick when everything is there: apt-get runs only for missing packages.
+deps:
+	@missing=""; for p in $(DEPS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+define build_rules
+build/$(1)/$(2)/obj/%.o: csrc/%.c
+	@mkdir -p $$(@D)
+	$$(CC) $$(BASE_CFLAGS) $$(CFLAGS_$(2)) -I$$(INC_$(1)) -c $$< -o $$@
+
+build/$(1)/$(2)/conc/core.so: $$(patsubst csrc/%.c,build/$(1)/$(2)/obj/%.o,$$(SRCS))
+	@mkdir -p $$(@D)
+	$$(CC) -shared $$(CFLAGS_$(2)) -o $$@ $$^ $$(LDLIBS)
+
+-include $$(patsubst csrc/%.c,build/$(1)/$(2)/obj/%.d,$$(SRCS))
+endef
+$(foreach l,$(LUAS) ,$(foreach v,release asan,$(eval $(call build_rules,$(l),$(v)))))
+
+test: deps
+	@$(MAKE) --no-print-directory all build/lua5.4/asan/conc/core.so
+	@sh spec/run.sh $(LUAS)
+
+demo: deps
+	@$(MAKE) --no-print-directory build/lua5.4/release/conc/core.so
+	@LUA_PATH="lua/?.lua;lua/?/init.lua;;" LUA_CPATH="build/lua5.4/release/?.so;;" lua5.4 examples/demo.lua
+
+bench: deps
+	@$(MAKE) --no-print-directory build/lua5.4/release/conc/core.so build/luajit/release/conc/core.so
+	@sh bench/run.sh
+
+lint:
+	@bad=$$(grep -l '#include [<"]lua' csrc/ring.h csrc/waitq.h csrc/heap.[ch] csrc/runq.[ch]); \
+	if [ -n "$$bad" ]; then echo "lua.h included by Lua-agnostic files: $$bad"; exit 1; fi; echo "lint ok"
+
+clean:
+	rm -rf build

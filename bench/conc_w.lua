@@ -1,0 +1,141 @@
+-- bench/conc_w.lua: the conc workloads of `make bench`.
+--
+--   LUA_PATH='lua/?.lua;lua/?/init.lua;;' LUA_CPATH='build/lua5.4/release/?.so;;' \
+--     lua5.4 bench/conc_w.lua W1          (W1 W2 W3 W4 W4mem W5; env BENCH_SCALE shrinks N)
+--
+-- Prints `RESULT <key> <number>` and `NOTE <text>` lines for bench/run.lua. The same
+-- workloads, defined the same way, are in bench/purelua.lua, bench/tarantool_w.lua and
+-- bench/go/main.go.
+local conc = require "conc"
+
+local scale = tonumber(os.getenv("BENCH_SCALE")) or 1
+local function n_of(n) return math.max(4, math.floor(n * scale)) end
+local function result(k, v) io.write("RESULT ", k, " ", string.format("%.17g", v), "\n") end
+
+local function rss_bytes()
+  local f = io.open("/proc/self/status"); local s = f:read("*a"); f:close()
+  return tonumber(s:match("VmRSS:%s*(%d+)")) * 1024
+end
+local function heap_bytes()
+  collectgarbage("collect"); collectgarbage("collect")
+  return collectgarbage("count") * 1024
+end
+
+local W = {}
+
+-- W1: ping-pong over two unbuffered channels; ns per round trip.
+function W.W1()
+  local n = n_of(1e6)
+  local ping, pong = conc.chan(), conc.chan()
+  local t0 = conc.now()
+  conc.go(function()
+    for _ = 1, n do pong:send(ping:recv()) end
+  end)
+  for i = 1, n do ping:send(i); pong:recv() end
+  result("ns", (conc.now() - t0) / n * 1e9)
+end
+
+-- W2: one producer, one consumer, buffered channel of cap 128; ns per item.
+function W.W2()
+  local n = n_of(1e7)
+  local ch = conc.chan(128)
+  local t0 = conc.now()
+  conc.go(function()
+    for i = 1, n do ch:send(i) end
+  end)
+  for _ = 1, n do ch:recv() end
+  result("ns", (conc.now() - t0) / n * 1e9)
+end
+
+-- W3: select over 4 unbuffered channels, each fed by its own producer; ns per select.
+function W.W3()
+  local per = math.floor(n_of(1e6) / 4)
+  local c1, c2, c3, c4 = conc.chan(), conc.chan(), conc.chan(), conc.chan()
+  local t0 = conc.now()
+  for _, ch in ipairs({ c1, c2, c3, c4 }) do
+    conc.go(function() for i = 1, per do ch:send(i) end end)
+  end
+  local sum = 0
+  for _ = 1, 4 * per do
+    local _, v = conc.select(c1, c2, c3, c4)
+    sum = sum + v
+  end
+  assert(sum == 4 * per * (per + 1) / 2)
+  result("ns", (conc.now() - t0) / (4 * per) * 1e9)
+end
+
+-- W4: spawn 1e6 tasks that do nothing but count down; the last one signals.
+function W.W4()
+  local n = n_of(1e6)
+  local left, done = n, conc.chan(1)
+  local function task()
+    left = left - 1
+    if left == 0 then done:send(true) end
+  end
+  local t0 = conc.now()
+  for _ = 1, n do conc.go(task) end
+  done:recv()
+  result("ns", (conc.now() - t0) / n * 1e9)
+end
+
+-- W4mem: bytes per task while 100k tasks are parked on a channel receive.
+-- heap_bytes is what the Lua allocator holds (coroutines, task userdata, anything the
+-- core allocates through lua_newuserdata); rss_bytes also sees memory the C core
+-- mallocs itself.
+function W.W4mem()
+  local n = n_of(1e5)
+  local ch, ready, parked = conc.chan(), conc.chan(1), 0
+  local function task()
+    parked = parked + 1
+    if parked == n then ready:send(true) end
+    ch:recv()
+  end
+  local h0, r0 = heap_bytes(), rss_bytes()
+  for _ = 1, n do conc.go(task) end
+  ready:recv()                  -- every task has run up to its ch:recv()
+  local h1, r1 = heap_bytes(), rss_bytes()
+  local st = conc.stats and conc.stats() or {}
+  io.write("INFO W4mem conc.stats(): tasks=", tostring(st.tasks), " blocked=", tostring(st.blocked), "\n")
+  result("heap_bytes", (h1 - h0) / n)
+  result("rss_bytes", (r1 - r0) / n)
+end
+
+-- Park-Miller "minstd" generator, seed 42, identical in every peer, so every peer
+-- sleeps the very same list of durations (uniform in [0, 0.1] s).
+local function durations(n)
+  local x, d, max = 42, {}, 0
+  for i = 1, n do
+    x = x * 48271 % 2147483647
+    d[i] = x / 2147483647 * 0.1
+    if d[i] > max then max = d[i] end
+  end
+  return d, max
+end
+
+-- W5: 100k tasks each sleep a random 0-100 ms; overhead = wall time until the last
+-- one woke minus the longest requested sleep; early = sleeps shorter than requested.
+function W.W5()
+  local n = n_of(1e5)
+  local d, max = durations(n)
+  local left, early, done = n, 0, conc.chan(1)
+  local function task(dt)
+    local s = conc.now()
+    conc.sleep(dt)
+    if conc.now() - s < dt then early = early + 1 end
+    left = left - 1
+    if left == 0 then done:send(true) end
+  end
+  local t0 = conc.now()
+  for i = 1, n do conc.go(task, d[i]) end
+  done:recv()
+  result("overhead_ms", (conc.now() - t0 - max) * 1e3)
+  result("early", early)
+end
+
+local name = arg and arg[1]
+if not W[name] then
+  io.stderr:write("usage: conc_w.lua W1|W2|W3|W4|W4mem|W5\n")
+  os.exit(2)
+end
+math.randomseed(42)
+conc.run(W[name])

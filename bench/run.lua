@@ -1,0 +1,383 @@
+-- bench/run.lua: runs every peer on every workload, BENCH_REPS times each, and writes
+-- bench/RESULTS.md (also printed). Called by bench/run.sh, from the repository root:
+--
+--   BENCH_GO_BIN=/path/to/concbench lua5.4 bench/run.lua
+--
+-- Environment:
+--   BENCH_REPS       repetitions, each a separate process (default 5); cells are medians
+--   BENCH_SCALE      multiplies every N (default 1; 0.01 for a smoke run)
+--   BENCH_PEERS      comma list of peer ids to run (default all: conc54,concjit,pure54,
+--                    purejit,tarantool,go)
+--   BENCH_WORKLOADS  comma list (default W1,W2,W3,W4,W4mem,W5)
+--   BENCH_TIMEOUT    seconds allowed to one process (default 600)
+--   BENCH_OUT        where to write the report (default bench/RESULTS.md)
+--   BENCH_GO_BIN     the Go program built by run.sh
+--
+-- Each workload script prints `RESULT <key> <number>`, `NOTE <text>` (a caveat that
+-- marks its cell), `INFO <text>` (about the peer) or `NA <reason>` (not applicable).
+-- A peer that is missing or fails gets `n/a (reason)` cells; the run goes on.
+
+local REPS = math.max(1, math.floor(tonumber(os.getenv("BENCH_REPS")) or 5))
+local SCALE = tonumber(os.getenv("BENCH_SCALE")) or 1
+local TIMEOUT = tonumber(os.getenv("BENCH_TIMEOUT")) or 600
+local OUT = os.getenv("BENCH_OUT") or "bench/RESULTS.md"
+local GO_BIN = os.getenv("BENCH_GO_BIN")
+
+local function sh_quote(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
+local function exists(path) local f = io.open(path); if f then f:close() end; return f ~= nil end
+local function capture(cmd)
+  local p = io.popen(cmd .. " 2>/dev/null"); local s = p:read("*a"); p:close()
+  return (s:gsub("%s+$", ""))
+end
+local function have(bin) return capture("command -v " .. bin) ~= "" end
+local function list(env, default)
+  local s, t = os.getenv(env) or default, {}
+  for x in s:gmatch("[^,%s]+") do t[#t + 1] = x end
+  return t
+end
+
+---------------------------------------------------------------------------- peers
+local function conc_peer(id, label, lua, dir)
+  local so = "build/" .. dir .. "/release/conc/core.so"
+  return {
+    id = id, label = label,
+    env = { LUA_PATH = "lua/?.lua;lua/?/init.lua;;", LUA_CPATH = "build/" .. dir .. "/release/?.so;;",
+            LUA_PATH_5_4 = "lua/?.lua;lua/?/init.lua;;", LUA_CPATH_5_4 = "build/" .. dir .. "/release/?.so;;" },
+    cmd = lua .. " bench/conc_w.lua",
+    missing = function()
+      if not have(lua) then return lua .. " not installed" end
+      if not exists(so) then return "not built: " .. so .. " is missing" end
+      if not exists("lua/conc/init.lua") then return "not built: lua/conc/init.lua is missing" end
+    end,
+  }
+end
+
+local ALL_PEERS = {
+  conc_peer("conc54", "conc 5.4", "lua5.4", "lua5.4"),
+  conc_peer("concjit", "conc LuaJIT", "luajit", "luajit"),
+  { id = "pure54", label = "pure Lua 5.4", cmd = "lua5.4 bench/purelua.lua",
+    missing = function() if not have("lua5.4") then return "lua5.4 not installed" end end },
+  { id = "purejit", label = "pure LuaJIT", cmd = "luajit bench/purelua.lua",
+    missing = function() if not have("luajit") then return "luajit not installed" end end },
+  { id = "tarantool", label = "Tarantool", cmd = "tarantool bench/tarantool_w.lua",
+    missing = function() if not have("tarantool") then return "tarantool not installed" end end },
+  { id = "go", label = "Go", env = { GOMAXPROCS = "1" },
+    cmd = GO_BIN and (sh_quote(GO_BIN) .. " -w") or "false",
+    missing = function()
+      if not GO_BIN or not exists(GO_BIN) then return "not built: go build failed or BENCH_GO_BIN unset" end
+    end },
+}
+
+local PEERS, wanted = {}, {}
+for _, id in ipairs(list("BENCH_PEERS", "conc54,concjit,pure54,purejit,tarantool,go")) do wanted[id] = true end
+for _, p in ipairs(ALL_PEERS) do if wanted[p.id] then PEERS[#PEERS + 1] = p end end
+local GO
+for _, p in ipairs(PEERS) do if p.id == "go" then GO = p end end
+
+---------------------------------------------------------------------------- metrics
+-- One table row per metric; a workload (one process) may yield several metrics.
+local METRICS = {
+  { w = "W1", key = "ns", label = "W1 ping-pong, 2 unbuffered chans (ns/round trip)" },
+  { w = "W2", key = "ns", label = "W2 buffered cap 128, 1 producer (ns/item)" },
+  { w = "W3", key = "ns", label = "W3 select over 4 chans, 4 producers (ns/select)" },
+  { w = "W4", key = "ns", label = "W4 spawn-and-finish (ns/task)" },
+  { w = "W4mem", key = "rss_bytes", label = "W4 100k parked tasks, RSS (bytes/task)" },
+  { w = "W4mem", key = "heap_bytes", label = "W4 100k parked tasks, Lua/Go heap (bytes/task)" },
+  { w = "W5", key = "overhead_ms", label = "W5 100k sleepers 0-100 ms, overhead (ms)" },
+  { w = "W5", key = "early", label = "W5 early wake-ups (count)", no_ratio = true, int = true },
+}
+local WORKLOADS = list("BENCH_WORKLOADS", "W1,W2,W3,W4,W4mem,W5")
+
+---------------------------------------------------------------------------- running
+local samples = {}   -- samples[peer][w][key] = { values }
+local failed = {}    -- failed[peer][w] = reason
+local notes = {}     -- notes[peer][w] = { text = true }
+local infos = {}     -- infos[peer] = { ordered unique lines }
+for _, p in ipairs(PEERS) do
+  samples[p.id], failed[p.id], notes[p.id], infos[p.id] = {}, {}, {}, { seen = {} }
+end
+
+local function run_one(p, w)
+  local env = { "BENCH_SCALE=" .. sh_quote(SCALE) }
+  for k, v in pairs(p.env or {}) do env[#env + 1] = k .. "=" .. sh_quote(v) end
+  local errf = os.tmpname()
+  local cmd = ("env %s timeout %d %s %s 2>%s"):format(table.concat(env, " "), TIMEOUT,
+                                                      p.cmd, w, sh_quote(errf))
+  local t0 = os.time()
+  local pipe = io.popen(cmd)
+  local out = pipe:read("*a")
+  local ok, _, code = pipe:close()
+  local f = io.open(errf); local err = f and f:read("*a") or ""; if f then f:close() end
+  os.remove(errf)
+  local res, na = {}, nil
+  for line in out:gmatch("[^\n]+") do
+    local k, v = line:match("^RESULT (%S+) (%S+)")
+    if k then res[k] = tonumber(v) end
+    local n = line:match("^NOTE (.*)")
+    if n then notes[p.id][w] = notes[p.id][w] or {}; notes[p.id][w][n] = true end
+    local i = line:match("^INFO (.*)")
+    if i and not infos[p.id].seen[i] then infos[p.id].seen[i] = true; table.insert(infos[p.id], i) end
+    na = na or line:match("^NA (.*)")
+  end
+  if na then return nil, na end
+  if not ok then
+    if code == 124 then return nil, ("timed out after %d s"):format(TIMEOUT) end
+    local first = err:match("%S[^\n]*") or "(no stderr)"   -- the error message, not the traceback
+    return nil, ("exit %s: %s"):format(tostring(code), first)
+  end
+  if next(res) == nil then return nil, "printed no RESULT" end
+  return res, nil, os.time() - t0
+end
+
+local t_start = os.time()
+for _, p in ipairs(PEERS) do
+  local why = p.missing()
+  if why then for _, w in ipairs(WORKLOADS) do failed[p.id][w] = why end end
+end
+-- Repetitions are the outer loop so that a noisy spell hits every peer alike.
+for rep = 1, REPS do
+  for _, w in ipairs(WORKLOADS) do
+    for _, p in ipairs(PEERS) do
+      if not failed[p.id][w] then
+        io.stderr:write(("[rep %d/%d] %-5s %-12s "):format(rep, REPS, w, p.label))
+        io.stderr:flush()
+        local res, why, secs = run_one(p, w)
+        if res then
+          local s = samples[p.id][w] or {}
+          samples[p.id][w] = s
+          for k, v in pairs(res) do s[k] = s[k] or {}; table.insert(s[k], v) end
+          local parts = {}
+          for k, v in pairs(res) do parts[#parts + 1] = ("%s=%.4g"):format(k, v) end
+          table.sort(parts)
+          io.stderr:write(table.concat(parts, " "), (" (%ds)\n"):format(secs))
+        else
+          failed[p.id][w] = why
+          io.stderr:write("n/a: ", why, "\n")
+        end
+      end
+    end
+  end
+end
+
+---------------------------------------------------------------------------- report
+local function median(t)
+  if not t or #t == 0 then return nil end
+  local s = {}
+  for i, v in ipairs(t) do s[i] = v end
+  table.sort(s)
+  local n = #s
+  if n % 2 == 1 then return s[(n + 1) / 2] end
+  return (s[n / 2] + s[n / 2 + 1]) / 2
+end
+
+local function fmt(v, int)
+  if int then return v % 1 == 0 and ("%d"):format(v) or ("%.1f"):format(v) end
+  local a = math.abs(v)
+  if a >= 100 then return ("%.0f"):format(v)
+  elseif a >= 10 then return ("%.1f"):format(v)
+  else return ("%.2f"):format(v) end
+end
+
+local function value(pid, m)
+  if failed[pid][m.w] then return nil, failed[pid][m.w] end
+  local s = samples[pid][m.w]
+  return median(s and s[m.key])
+end
+
+-- Footnotes: every NOTE a script printed, numbered, marking its cells.
+local footnotes, fn_index = {}, {}
+local function marks(pid, w)
+  local ns, out = notes[pid][w], {}
+  if not ns then return "" end
+  local texts = {}
+  for t in pairs(ns) do texts[#texts + 1] = t end
+  table.sort(texts)
+  for _, t in ipairs(texts) do
+    local key = pid .. "\0" .. t
+    if not fn_index[key] then
+      footnotes[#footnotes + 1] = ("[%d] %s: %s"):format(#footnotes + 1, pid, t)
+      fn_index[key] = #footnotes
+    end
+    out[#out + 1] = ("[%d]"):format(fn_index[key])
+  end
+  return " " .. table.concat(out)
+end
+
+-- An n/a cell shows the reason's head (up to the first colon); the whole reason, when
+-- longer, is listed once below the table as N<k>.
+local na_reasons, na_index = {}, {}
+local function na_cell(why)
+  why = why:gsub("[|\r\n]", " ")
+  local head = why:match("^([^:]*):") or why
+  if head == why and #why <= 40 then return "n/a (" .. why .. ")" end
+  if not na_index[why] then
+    na_reasons[#na_reasons + 1] = why
+    na_index[why] = #na_reasons
+  end
+  return ("n/a (%s) N%d"):format(head, na_index[why])
+end
+
+local function cell(pid, m)
+  local v, why = value(pid, m)
+  if v == nil then return why and na_cell(why) or "n/a" end
+  return fmt(v, m.int) .. marks(pid, m.w)
+end
+
+local function ratio(a_pid, b_pid, m)
+  if m.no_ratio then return "–" end
+  local a, b = value(a_pid, m), value(b_pid, m)
+  if not a or not b or b <= 0 or a < 0 then return "n/a" end
+  return ("%.2f"):format(a / b)
+end
+
+local selected = {}
+for _, w in ipairs(WORKLOADS) do selected[w] = true end
+local ROWS = {}
+for _, m in ipairs(METRICS) do if selected[m.w] then ROWS[#ROWS + 1] = m end end
+
+local function table_md(header, rowfn)
+  local lines = { "| " .. table.concat(header, " | ") .. " |" }
+  local sep = {}
+  for i = 1, #header do sep[i] = i == 1 and "---" or "---:" end
+  lines[#lines + 1] = "|" .. table.concat(sep, "|") .. "|"
+  for _, m in ipairs(ROWS) do lines[#lines + 1] = "| " .. table.concat(rowfn(m), " | ") .. " |" end
+  return table.concat(lines, "\n")
+end
+
+-- Main table: medians, then each peer over Go.
+local header = { "workload (unit)" }
+for _, p in ipairs(PEERS) do header[#header + 1] = p.label end
+local others = {}
+for _, p in ipairs(PEERS) do if p ~= GO then others[#others + 1] = p end end
+if GO then for _, p in ipairs(others) do header[#header + 1] = p.label .. " / Go" end end
+local main_table = table_md(header, function(m)
+  local r = { m.label }
+  for _, p in ipairs(PEERS) do r[#r + 1] = cell(p.id, m) end
+  if GO then for _, p in ipairs(others) do r[#r + 1] = ratio(p.id, "go", m) end end
+  return r
+end)
+
+-- Second table: conc against the Lua peers.
+local pairs_wanted = {
+  { "conc54", "pure54", "conc 5.4 / pure 5.4" }, { "concjit", "purejit", "conc LuaJIT / pure LuaJIT" },
+  { "conc54", "tarantool", "conc 5.4 / Tarantool" }, { "concjit", "tarantool", "conc LuaJIT / Tarantool" },
+}
+local have_peer = {}
+for _, p in ipairs(PEERS) do have_peer[p.id] = true end
+local h2, cols2 = { "workload (unit)" }, {}
+for _, pw in ipairs(pairs_wanted) do
+  if have_peer[pw[1]] and have_peer[pw[2]] then h2[#h2 + 1] = pw[3]; cols2[#cols2 + 1] = pw end
+end
+local conc_table = #cols2 > 0 and table_md(h2, function(m)
+  local r = { m.label }
+  for _, pw in ipairs(cols2) do r[#r + 1] = ratio(pw[1], pw[2], m) end
+  return r
+end)
+
+local function raw_lines()
+  local out = {}
+  for _, m in ipairs(ROWS) do
+    for _, p in ipairs(PEERS) do
+      local s = samples[p.id][m.w]
+      if s and s[m.key] and not failed[p.id][m.w] then
+        local vals = {}
+        for i, v in ipairs(s[m.key]) do vals[i] = fmt(v, m.int) end
+        out[#out + 1] = ("- %s, %s: %s"):format(m.label, p.label, table.concat(vals, ", "))
+      end
+    end
+  end
+  return table.concat(out, "\n")
+end
+
+local function machine()
+  local cpu = capture("grep -m1 'model name' /proc/cpuinfo | cut -d: -f2"):gsub("^%s+", "")
+  return ("%s, %s cores, %s"):format(cpu ~= "" and cpu or "unknown CPU", capture("nproc"), capture("uname -srm"))
+end
+
+local versions = {
+  { "lua5.4", "lua5.4 -v" }, { "luajit", "luajit -v" }, { "tarantool", "tarantool --version | head -1" },
+  { "go", "go version" },
+}
+
+local doc = {}
+local function add(s) doc[#doc + 1] = s end
+add("# conc benchmarks\n")
+add(("Generated by `make bench` (bench/run.sh) on %s, in %d s.  "):format(os.date("!%Y-%m-%d %H:%M UTC"), os.time() - t_start))
+local rev = capture("git rev-parse --short HEAD")
+local dirty = capture("git status --porcelain -- csrc lua bench") ~= ""
+add(("Tree: %s%s. BENCH_REPS=%d, BENCH_SCALE=%s%s. Machine: %s.\n"):format(
+    rev ~= "" and rev or "no commit yet", dirty and " with uncommitted changes" or "", REPS, tostring(SCALE),
+    SCALE ~= 1 and " (**smoke run: N scaled down, numbers not comparable to full runs**)" or "", machine()))
+add("Each cell is the median of BENCH_REPS runs, each run a separate process; repetitions are the")
+add("outer loop, so every peer meets the same noise. Ratios are peer / Go from this same run")
+add("(below 1: faster, or smaller, than Go). Lower is better everywhere.\n")
+add(main_table .. "\n")
+if conc_table then add("conc against the other Lua peers (same run):\n"); add(conc_table .. "\n") end
+if #footnotes > 0 or #na_reasons > 0 then
+  add("Cell notes:\n")
+  for _, f in ipairs(footnotes) do add("- " .. f) end
+  for i, r in ipairs(na_reasons) do add(("- N%d: %s"):format(i, r)) end
+  add("")
+end
+add([[## What is measured
+
+Same definitions in every peer (bench/conc_w.lua, bench/purelua.lua, bench/tarantool_w.lua,
+bench/go/main.go); N below is for BENCH_SCALE=1.
+
+- **W1**: two unbuffered channels; a task echoes each value from `ping` to `pong`; the main
+  task does N = 1e6 round trips. Time / N.
+- **W2**: one producer task sends N = 1e7 integers into a channel of capacity 128; the main
+  task receives them. Time / N.
+- **W3**: four unbuffered channels, each fed by its own producer task (N/4 values each); the
+  main task does N = 1e6 selects receiving from any of the four. Time / N. Tarantool has no
+  select; its cell is an emulation (see its note).
+- **W4 spawn**: the main task spawns N = 1e6 tasks; each decrements a counter and the last
+  one sends on a channel of capacity 1 that the main task waits on. Time from the first spawn
+  until that receive, / N. conc, pure Lua and Go only schedule the task at spawn; Tarantool's
+  idiomatic `fiber.create` runs it at once, so its fibers are recycled as they go.
+- **W4 parked**: 100k tasks each block receiving on one shared channel (a counter and a
+  capacity-1 channel tell the main task that all have parked). Bytes per task between a
+  baseline and that point, both after full collections: **RSS** is the process's VmRSS
+  (/proc/self/status), which sees everything (Lua heap, C mallocs, fiber stacks,
+  goroutine stacks); **heap** is `collectgarbage("count")` for Lua peers (Tarantool: only
+  its Lua side, not the fiber's C struct and stack) and HeapInuse+StackInuse from
+  runtime.MemStats for Go.
+- **W5**: 100k tasks each sleep a duration uniform in [0, 100] ms, drawn from the same
+  Park-Miller minstd sequence (seed 42) in every peer, so all sleep the same list.
+  **overhead** = wall time from before the first spawn until the last task woke (the main
+  task is signalled by the last one) minus the longest requested sleep (99.99 ms at full
+  N); it includes spawning. **early** counts tasks whose sleep, measured around the call
+  with the peer's monotonic clock (conc.now, luasystem monotime, Tarantool clock.monotonic,
+  Go time.Since), was shorter than requested.
+
+Go runs with GOMAXPROCS=1. The pure-Lua peer is a small scheduler in plain Lua
+(bench/purelua.lua: ring-buffer channels, FIFO wait queues, run queue, select with uniform
+random choice, binary-heap timers); plain Lua has no monotonic clock and cannot sleep, so it
+takes `system.monotime`/`system.sleep` from luasystem (Debian lua-system) and otherwise says so
+and reports W5 as n/a.
+]])
+add("## Peers\n")
+for _, v in ipairs(versions) do
+  local s = capture(v[2])
+  if s ~= "" then add(("- %s: %s"):format(v[1], s:match("^[^\n]*"))) end
+end
+for _, p in ipairs(PEERS) do
+  if #infos[p.id] > 0 then add(("- %s: %s"):format(p.label, table.concat(infos[p.id], "; "))) end
+end
+add("\n## Raw samples (one per process, in run order)\n")
+add(raw_lines())
+add("")
+local text = table.concat(doc, "\n")
+
+local f = assert(io.open(OUT, "w"))
+f:write(text)
+f:close()
+
+print(main_table)
+if conc_table then print(); print(conc_table) end
+if #footnotes > 0 or #na_reasons > 0 then
+  print()
+  for _, fnote in ipairs(footnotes) do print(fnote) end
+  for i, r in ipairs(na_reasons) do print(("N%d: %s"):format(i, r)) end
+end
+print(("\nwritten to %s (BENCH_REPS=%d, BENCH_SCALE=%s)"):format(OUT, REPS, tostring(SCALE)))

@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# bench/run.sh: `make bench`. Installs missing peers (apt-get, only when missing), builds
+# the Go peer once into a temporary directory, then runs bench/run.lua, which runs every
+# peer on every workload and writes bench/RESULTS.md.
+#
+#   bash bench/run.sh                                  # full run, 5 repetitions
+#   BENCH_REPS=1 BENCH_SCALE=0.01 bash bench/run.sh    # smoke run
+#
+# conc itself is expected at build/lua5.4/release/conc/core.so and
+# build/luajit/release/conc/core.so (module conc.core) with lua/conc/init.lua; when a
+# build is missing its columns read "n/a (not built: ...)". More knobs: see bench/run.lua.
+set -u
+cd "$(dirname "$0")/.."
+
+apt_updated=
+need() {  # need PACKAGE TEST-COMMAND...: apt-get install PACKAGE unless the test passes
+  local pkg=$1; shift
+  if "$@" >/dev/null 2>&1; then return 0; fi
+  if ! command -v apt-get >/dev/null 2>&1 || [ "$(id -u)" != 0 ]; then
+    echo "bench: $pkg is missing and cannot be installed here (needs root and apt-get)" >&2
+    return 1
+  fi
+  echo "bench: installing $pkg" >&2
+  if [ -z "$apt_updated" ]; then apt-get update -qq >&2 || true; apt_updated=1; fi
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$pkg" >&2 ||
+    echo "bench: could not install $pkg; its peer will be n/a" >&2
+}
+
+need lua5.4 command -v lua5.4 || { echo "bench: lua5.4 is required to run the harness" >&2; exit 1; }
+need luajit command -v luajit
+need golang-go command -v go
+need tarantool command -v tarantool
+need lua-system lua5.4 -e 'assert(require("system").monotime)'   # clock for the pure-Lua peer
+
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/concbench.XXXXXX")
+trap 'rm -rf "$tmp"' EXIT
+
+go_bin=
+if command -v go >/dev/null 2>&1; then
+  # Without HOME the go command has no default cache; give it a temporary one.
+  if [ -z "${GOCACHE:-}" ] && [ -z "${HOME:-}" ]; then export GOCACHE="$tmp/gocache"; fi
+  if (cd bench/go && GOFLAGS=-mod=mod GOPROXY=off go build -o "$tmp/concbench" .) >&2; then
+    go_bin="$tmp/concbench"
+  else
+    echo "bench: go build failed; the Go peer will be n/a" >&2
+  fi
+fi
+
+BENCH_GO_BIN="$go_bin" lua5.4 bench/run.lua

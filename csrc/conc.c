@@ -1,0 +1,197 @@
+/*
+ * conc.c: luaopen_conc_core, the only exported symbol, and the helpers every binding uses
+ * to check arguments and raise conc: errors.
+ *
+ * luaopen_conc_core makes the scheduler of this Lua state and the metatables, then
+ * registers every function and method with the same upvalues (enum conc_upvalue).
+ */
+#include <math.h>
+#include <stdarg.h>
+#include <string.h>
+#include "conc.h"
+
+int conc_error(lua_State *L, const char *fmt, ...)
+{
+    va_list ap;
+    lua_pushliteral(L, "conc: ");
+    va_start(ap, fmt);
+    lua_pushvfstring(L, fmt, ap);
+    va_end(ap);
+    lua_concat(L, 2);
+    return lua_error(L);
+}
+
+const char *conc_typename(lua_State *L, int idx)
+{
+    const char *name = luaL_typename(L, idx);
+    if (lua_type(L, idx) == LUA_TNUMBER) {
+        lua_Number n = lua_tonumber(L, idx);
+        if (n != n)
+            return "nan";
+    }
+    if (luaL_getmetafield(L, idx, "__name")) {
+        if (lua_type(L, -1) == LUA_TSTRING)
+            name = lua_tostring(L, -1); /* kept alive by the metatable */
+        lua_pop(L, 1);
+    }
+    return name;
+}
+
+/* Raises a bad-argument error; arg counts from the caller's view (0 is self). */
+int conc_argerror(lua_State *L, const char *fname, int arg, int idx, const char *expected)
+{
+    if (arg == 0)
+        return conc_error(L, "%s: bad self (%s expected, got %s)", fname, expected, conc_typename(L, idx));
+    return conc_error(L, "%s: bad argument #%d (%s expected, got %s)", fname, arg, expected,
+                      conc_typename(L, idx));
+}
+
+/* Raises when more than max arguments (after self, if any) were passed. */
+void conc_check_nargs(lua_State *L, const char *fname, int max, int self)
+{
+    int n = lua_gettop(L) - self;
+    if (n > max)
+        conc_error(L, "%s: too many arguments (at most %d expected, got %d)", fname, max, n);
+}
+
+void *conc_checkud(lua_State *L, int idx, int mt_upvalue)
+{
+    void *p;
+    int ok;
+    if (lua_type(L, idx) != LUA_TUSERDATA || !lua_getmetatable(L, idx))
+        return NULL;
+    p = lua_touserdata(L, idx);
+    ok = lua_rawequal(L, -1, lua_upvalueindex(mt_upvalue));
+    lua_pop(L, 1);
+    return ok ? p : NULL;
+}
+
+double conc_checkduration(lua_State *L, int idx, const char *fname, int arg)
+{
+    lua_Number d;
+    if (lua_type(L, idx) != LUA_TNUMBER)
+        conc_argerror(L, fname, arg, idx, "number");
+    d = lua_tonumber(L, idx);
+    if (d != d)
+        conc_argerror(L, fname, arg, idx, "duration in seconds");
+    return (double)d;
+}
+
+/* Contexts come with the contexts issue; until then a ctx argument must be nil. */
+void conc_check_noctx(lua_State *L, int idx, const char *fname, int arg)
+{
+    if (!lua_isnoneornil(L, idx))
+        conc_argerror(L, fname, arg, idx, "ctx");
+}
+
+/* Pushes the Lua function that called the running C function (nil when none) and sets
+ * *line to the line of that call: where a task or channel was made, resolved lazily. */
+void conc_push_site(lua_State *L, int *line)
+{
+    lua_Debug ar;
+    *line = 0;
+    if (lua_getstack(L, 1, &ar) && lua_getinfo(L, "fl", &ar))
+        *line = ar.currentline;
+    else
+        lua_pushnil(L);
+}
+
+static int sched_gc(lua_State *L)
+{
+    conc_sched_close((conc_sched_t *)lua_touserdata(L, 1), L);
+    return 0;
+}
+
+/* Pushes an empty metatable named `name`; fill_type adds its functions once every
+ * metatable exists (each function has them all as upvalues). */
+static void new_type(lua_State *L, const char *name)
+{
+    lua_newtable(L);
+    lua_pushstring(L, name);
+    lua_setfield(L, -2, "__name");
+}
+
+static void add_funcs(lua_State *L, const luaL_Reg *funcs)
+{
+    int i;
+    for (i = 1; i <= CONC_NUP; i++)
+        lua_pushvalue(L, i);
+    conc_compat_setfuncs(L, funcs, CONC_NUP);
+}
+
+/* Fills the metatable at stack index mt (its upvalue number too) with methods and metamethods. */
+static void fill_type(lua_State *L, int mt, const luaL_Reg *methods, const luaL_Reg *metamethods)
+{
+    lua_pushvalue(L, mt);
+    if (methods != NULL) {
+        lua_newtable(L);
+        add_funcs(L, methods);
+        lua_setfield(L, -2, "__index");
+    }
+    if (metamethods != NULL)
+        add_funcs(L, metamethods);
+    lua_pop(L, 1);
+}
+
+static int default_tostring(lua_State *L)
+{
+    lua_pushliteral(L, "conc.default");
+    return 1;
+}
+
+__attribute__((visibility("default"))) int luaopen_conc_core(lua_State *L);
+
+int luaopen_conc_core(lua_State *L)
+{
+    conc_sched_t *s;
+    lua_settop(L, 0);
+    /* 1: the scheduler, safe to collect before conc_sched_init has run */
+    s = (conc_sched_t *)conc_compat_newud(L, sizeof *s, CONC_SCHED_NUV);
+    memset(s, 0, sizeof *s);
+    lua_newtable(L);
+    lua_pushcfunction(L, sched_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_pushliteral(L, CONC_SCHED_T);
+    lua_setfield(L, -2, "__name");
+    lua_setmetatable(L, 1);
+    conc_sched_init(s, L);
+    s->main.co = s->main.exec = lua_newthread(L);
+    conc_compat_setuv(L, 1, CONC_SCHED_UV_HOLDER);
+    lua_newtable(L);
+    conc_compat_setuv(L, 1, CONC_SCHED_UV_HOOKS);
+    lua_newtable(L);
+    lua_newtable(L);
+    lua_pushliteral(L, "v");
+    lua_setfield(L, -2, "__mode");
+    lua_setmetatable(L, -2);
+    conc_compat_setuv(L, 1, CONC_SCHED_UV_TIMERS);
+    /* 2..5: the metatables, 6: conc.default */
+    new_type(L, CONC_CHAN_T);
+    new_type(L, CONC_TASK_T);
+    new_type(L, CONC_TIMER_T);
+    new_type(L, CONC_SENDCASE_T);
+    lua_newtable(L);
+    lua_newtable(L);
+    lua_pushcfunction(L, default_tostring);
+    lua_setfield(L, -2, "__tostring");
+    lua_pushliteral(L, "conc.default");
+    lua_setfield(L, -2, "__name");
+    lua_setmetatable(L, -2);
+    fill_type(L, CONC_UP_CHAN_MT, conc_chan_methods, conc_chan_metamethods);
+    fill_type(L, CONC_UP_TASK_MT, conc_task_methods, conc_task_metamethods);
+    fill_type(L, CONC_UP_TIMER_MT, conc_timer_methods, conc_timer_metamethods);
+    /* the module */
+    lua_newtable(L);
+    add_funcs(L, conc_sched_funcs);
+    add_funcs(L, conc_task_funcs);
+    add_funcs(L, conc_chan_funcs);
+    add_funcs(L, conc_select_funcs);
+    add_funcs(L, conc_timer_funcs);
+    lua_pushvalue(L, CONC_UP_DEFAULT);
+    lua_setfield(L, -2, "default");
+    lua_pushboolean(L, CONC_HAVE_YIELDK);
+    lua_setfield(L, -2, "has_yieldk");
+    lua_pushboolean(L, CONC_PUC51);
+    lua_setfield(L, -2, "puc51");
+    return 1;
+}

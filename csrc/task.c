@@ -1,0 +1,208 @@
+/*
+ * task.c: tasks as Lua sees them: conc.go, conc.self, conc.now, conc.yield, conc.sleep and
+ * the task methods.
+ *
+ * A task is a userdata (conc.task) whose user values hold its coroutine, the function that
+ * called conc.go (with site_line, for dumps and errors), its name and, once failed, its
+ * error. Once a task has returned, its results stay on its coroutine's stack, so wait()
+ * copies them out without any table.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include "conc.h"
+
+static conc_task_t *checktask(lua_State *L, int idx, const char *fname)
+{
+    conc_task_t *t = (conc_task_t *)conc_checkud(L, idx, CONC_UP_TASK_MT);
+    if (t == NULL)
+        conc_argerror(L, fname, idx - 1, idx, "task");
+    return t;
+}
+
+/* Starts L[first](L[first+1 .. first+n-1]) as a task and pushes its handle. */
+conc_task_t *conc_task_spawn(lua_State *L, conc_sched_t *s, int first, int n)
+{
+    conc_task_t *t;
+    int tidx, i, line;
+    conc_sched_reserve(L, s);
+    luaL_checkstack(L, n + 4, "too many arguments");
+    t = (conc_task_t *)conc_compat_newud(L, sizeof *t, CONC_TASK_NUV);
+    memset(t, 0, sizeof *t);
+    t->sched = s;
+    t->ref = LUA_NOREF;
+    t->id = ++s->next_task_id;
+    t->status = CONC_TASK_READY;
+    t->waiters = &t->w1;
+    t->wcap = 1;
+    t->timer.index = CONC_HEAP_NONE;
+    t->timer.kind = CONC_HEAP_SLEEP;
+    conc_waitq_init(&t->joiners);
+    lua_pushvalue(L, lua_upvalueindex(CONC_UP_TASK_MT));
+    lua_setmetatable(L, -2);
+    tidx = lua_gettop(L);
+    t->co = t->exec = lua_newthread(L);
+    conc_compat_setuv(L, tidx, CONC_TASK_UV_CO);
+    conc_push_site(L, &line);
+    t->site_line = line;
+    conc_compat_setuv(L, tidx, CONC_TASK_UV_SITE);
+    if (!lua_checkstack(t->co, n + LUA_MINSTACK))
+        conc_error(L, "go: too many arguments");
+    for (i = 0; i < n; i++)
+        lua_pushvalue(L, first + i);
+    lua_xmove(L, t->co, n);
+    t->nargs = n - 1;
+    lua_pushvalue(L, tidx);
+    t->ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    conc_sched_spawned(s, t);
+    return t;
+}
+
+static int l_go(lua_State *L)
+{
+    if (lua_type(L, 1) != LUA_TFUNCTION)
+        return conc_argerror(L, "go", 1, 1, "function");
+    conc_task_spawn(L, conc_sched_get(L), 1, lua_gettop(L));
+    return 1;
+}
+
+static int l_self(lua_State *L)
+{
+    conc_sched_t *s = conc_sched_get(L);
+    conc_check_nargs(L, "self", 0, 0);
+    if (s->current == NULL)
+        return 0;
+    conc_push_task(L, s->current);
+    return 1;
+}
+
+static int l_now(lua_State *L)
+{
+    conc_check_nargs(L, "now", 0, 0);
+    lua_pushnumber(L, conc_sched_now(conc_sched_get(L)));
+    return 1;
+}
+
+static int l_yield(lua_State *L)
+{
+    conc_sched_t *s = conc_sched_get(L);
+    conc_check_nargs(L, "yield", 0, 0);
+    return conc_sched_park(L, s, conc_sched_parker(L, s, "yield"), CONC_WAIT_YIELD);
+}
+
+static int l_sleep(lua_State *L)
+{
+    conc_sched_t *s = conc_sched_get(L);
+    conc_task_t *t;
+    double d;
+    conc_check_nargs(L, "sleep", 2, 0);
+    d = conc_checkduration(L, 1, "sleep", 1);
+    conc_check_noctx(L, 2, "sleep", 2);
+    if (d <= 0) { /* T5: returns at once */
+        lua_pushboolean(L, 1);
+        return 1;
+    }
+    if (conc_heap_reserve(&s->timers, s->timers.len + 1) != 0)
+        return conc_error(L, "sleep: out of memory");
+    t = conc_sched_parker(L, s, "sleep");
+    t->timer.deadline = conc_sched_now(s) + d;
+    t->timed = 1;
+    return conc_sched_park(L, s, t, CONC_WAIT_SLEEP);
+}
+
+static int t_wait(lua_State *L)
+{
+    conc_sched_t *s = conc_sched_get(L);
+    conc_task_t *t = checktask(L, 1, "task:wait"), *me;
+    conc_waiter_t *w;
+    conc_check_nargs(L, "task:wait", 1, 1);
+    conc_check_noctx(L, 2, "task:wait", 1);
+    if (t->status == CONC_TASK_DONE || t->status == CONC_TASK_FAILED)
+        return conc_task_outcome(L, t, 1, L);
+    if (t == s->current)
+        return conc_error(L, "task:wait: a task cannot wait for itself");
+    me = conc_sched_parker(L, s, "task:wait");
+    w = conc_task_waiters(L, me, 1);
+    w->home = &t->joiners;
+    w->owner = me;
+    w->obj = t;
+    w->objslot = 1;
+    w->valslot = 0;
+    w->caseno = 0;
+    w->op = CONC_OP_RECV;
+    me->nwait = 1;
+    return conc_sched_park(L, s, me, CONC_WAIT_TASK);
+}
+
+static int t_id(lua_State *L)
+{
+    conc_task_t *t = checktask(L, 1, "task:id");
+    conc_check_nargs(L, "task:id", 0, 1);
+    lua_pushinteger(L, (lua_Integer)t->id);
+    return 1;
+}
+
+static int t_name(lua_State *L)
+{
+    checktask(L, 1, "task:name");
+    conc_check_nargs(L, "task:name", 1, 1);
+    if (!lua_isnoneornil(L, 2)) {
+        if (lua_type(L, 2) != LUA_TSTRING)
+            return conc_argerror(L, "task:name", 1, 2, "string");
+        lua_pushvalue(L, 2);
+        conc_compat_setuv(L, 1, CONC_TASK_UV_NAME);
+    }
+    conc_compat_getuv(L, 1, CONC_TASK_UV_NAME);
+    return 1;
+}
+
+static int t_status(lua_State *L)
+{
+    conc_task_t *t = checktask(L, 1, "task:status");
+    conc_check_nargs(L, "task:status", 0, 1);
+    lua_pushstring(L, conc_status_names[t->status]);
+    return 1;
+}
+
+static int t_tostring(lua_State *L)
+{
+    conc_task_t *t = checktask(L, 1, "task:__tostring");
+    conc_compat_getuv(L, 1, CONC_TASK_UV_NAME);
+    if (lua_isstring(L, -1))
+        lua_pushfstring(L, "task#%d (%s)", (int)t->id, lua_tostring(L, -1));
+    else
+        lua_pushfstring(L, "task#%d", (int)t->id);
+    return 1;
+}
+
+static int t_gc(lua_State *L)
+{
+    conc_task_t *t = (conc_task_t *)lua_touserdata(L, 1);
+    if (t->waiters != &t->w1) {
+        free(t->waiters);
+        t->waiters = &t->w1;
+    }
+    return 0;
+}
+
+const luaL_Reg conc_task_funcs[] = {
+    {"go", l_go},
+    {"self", l_self},
+    {"now", l_now},
+    {"yield", l_yield},
+    {"sleep", l_sleep},
+    {NULL, NULL}
+};
+
+const luaL_Reg conc_task_methods[] = {
+    {"wait", t_wait},
+    {"id", t_id},
+    {"name", t_name},
+    {"status", t_status},
+    {NULL, NULL}
+};
+
+const luaL_Reg conc_task_metamethods[] = {
+    {"__tostring", t_tostring},
+    {"__gc", t_gc},
+    {NULL, NULL}
+};

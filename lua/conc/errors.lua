@@ -1,0 +1,53 @@
+--- conc.errors: the errors conc hands to users.
+-- This first version holds what the runtime needs: the error a failed task becomes, and
+-- the report of an error nobody waits for. The full model (errors.new, wrap, is, report to
+-- a sink) grows here.
+local M = {}
+
+local Error = {}
+Error.__index = Error
+Error.__name = "conc.error"
+
+function Error:__tostring()
+  local parts = { tostring(self.message) }
+  if self.task then
+    parts[#parts + 1] = ("in %s"):format(self.task.name and ("task#%d (%s)"):format(self.task.id, self.task.name)
+      or ("task#%d"):format(self.task.id))
+    if self.spawned_at then parts[#parts] = parts[#parts] .. " started at " .. self.spawned_at end
+  end
+  if self.stack then parts[#parts + 1] = self.stack end
+  return table.concat(parts, "\n")
+end
+
+--- Whether v is a conc error.
+function M.is_error(v)
+  return getmetatable(v) == Error
+end
+
+--- The conc error for a value raised in a task: a raised conc error is kept (and told
+-- which task it failed), anything else becomes a bug whose cause is the raw value.
+-- `task` is the task handle, `co` its coroutine (for the traceback), `site` where
+-- conc.go was called.
+function M.from_task(raw, task, co, site)
+  local err = raw
+  if getmetatable(raw) ~= Error then
+    err = setmetatable({
+      message = type(raw) == "string" and raw or tostring(raw),
+      cause = raw,
+      bug = true,
+    }, Error)
+  end
+  if err.task == nil then
+    err.task = { id = task:id(), name = task:name() }
+    err.spawned_at = site
+    err.stack = debug.traceback(co)
+  end
+  return err
+end
+
+--- Writes an error nobody waits for to stderr, at once.
+function M.report(err)
+  io.stderr:write("conc: unhandled error: ", tostring(err), "\n")
+end
+
+return M

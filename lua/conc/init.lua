@@ -1,0 +1,98 @@
+--- conc: Go-style concurrency for Lua.
+-- The facade of `require "conc"`: the C core (conc.core) does tasks, channels, select and
+-- timers; this file adds what is composition: the error hooks, conc.dump, conc.pcall, and,
+-- on interpreters without lua_yieldk (5.1, LuaJIT), the small wrappers that let a woken
+-- send or select raise (see core.finish).
+local core = require "conc.core"
+local errors = require "conc.errors"
+
+local M = {}
+
+local unpack = table.unpack or unpack
+
+for _, name in ipairs {
+  "go", "run", "yield", "sleep", "now", "self", "step", "stats", "seed", "virtual_time",
+  "chan", "select", "send", "after", "timer", "ticker",
+} do
+  M[name] = core[name]
+end
+
+--- conc.default: a select case that makes the select non-blocking.
+M.default = core.default
+M.errors = errors
+
+local function describe(obj)
+  local site = core.site(obj)
+  return site and ("%s made at %s"):format(tostring(obj), site) or tostring(obj)
+end
+
+local function indent(text)
+  return "    " .. text:gsub("\n", "\n    ")
+end
+
+--- conc.dump(): every live task (and the top level when it is blocked), with its status,
+-- what it is blocked on, where it was started and its traceback.
+function M.dump()
+  local out = {}
+  for _, r in ipairs(core.tasks()) do
+    local line = (r.task and tostring(r.task) or "main (top level)") .. " " .. r.status
+    if r.reason then
+      local on = {}
+      for i, obj in ipairs(r.on or {}) do on[i] = describe(obj) end
+      line = line .. ": " .. r.reason .. (#on > 0 and " on " .. table.concat(on, ", ") or "")
+    end
+    out[#out + 1] = line
+    if r.site then out[#out + 1] = "    started at " .. r.site end
+    if r.co then out[#out + 1] = indent(debug.traceback(r.co)) end
+  end
+  return table.concat(out, "\n")
+end
+
+core.set_hooks {
+  make_error = function(raw, task, co)
+    return errors.from_task(raw, task, co, core.site(task))
+  end,
+  report = errors.report,
+  dump = M.dump,
+}
+
+local function pack(...)
+  return { n = select("#", ...), ... }
+end
+
+--- conc.pcall(fn, ...): pcall through which a task may block, on every interpreter.
+-- Lua 5.2+ and LuaJIT can yield across pcall, so it is pcall itself there. PUC 5.1 cannot:
+-- fn runs in a coroutine of its own, and the yields of its blocking calls are passed on
+-- to the scheduler and their results back.
+if core.puc51 then
+  function M.pcall(fn, ...)
+    if core.self() == nil or type(fn) ~= "function" then return pcall(fn, ...) end
+    local co = coroutine.create(fn)
+    local prev = core.exec(co)
+    local r = pack(coroutine.resume(co, ...))
+    while r[1] and coroutine.status(co) == "suspended" do
+      r = pack(coroutine.resume(co, coroutine.yield(unpack(r, 2, r.n))))
+    end
+    core.exec(prev)
+    return unpack(r, 1, r.n)
+  end
+else
+  M.pcall = pcall
+end
+
+if not core.has_yieldk then
+  -- Without lua_yieldk a C function cannot run again after its task is resumed, so the
+  -- calls that can be woken to raise (a send on a channel closed meanwhile, a nil reaching
+  -- ch:iter) return a mark that core.finish turns into the error.
+  local finish = core.finish
+  local methods = getmetatable(core.chan()).__index
+  local raw_send, raw_iter, raw_select = methods.send, methods.iter, core.select
+  methods.send = function(...) return finish(raw_send(...)) end
+  methods.iter = function(...)
+    local nxt = raw_iter(...)
+    return function() return finish(nxt()) end
+  end
+  M.select = function(...) return finish(raw_select(...)) end
+end
+
+return M
