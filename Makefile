@@ -42,15 +42,19 @@ deps:
 	  echo "installing:$$missing"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	fi
+	@# luarocks installs for Lua 5.4, the primary interpreter, unless told otherwise
+	@[ "$$(luarocks config lua_version 2>/dev/null)" = 5.4 ] || luarocks config --scope system lua_version 5.4 >/dev/null
 
 define build_rules
 build/$(1)/$(2)/obj/%.o: csrc/%.c
 	@mkdir -p $$(@D)
-	$$(CC) $$(BASE_CFLAGS) $$(CFLAGS_$(2)) -I$$(INC_$(1)) -c $$< -o $$@
+	@echo "CC $(1)/$(2) $$<"
+	@$$(CC) $$(BASE_CFLAGS) $$(CFLAGS_$(2)) -I$$(INC_$(1)) -c $$< -o $$@
 
 build/$(1)/$(2)/conc/core.so: $$(patsubst csrc/%.c,build/$(1)/$(2)/obj/%.o,$$(SRCS))
 	@mkdir -p $$(@D)
-	$$(CC) -shared $$(CFLAGS_$(2)) -o $$@ $$^ $$(LDLIBS)
+	@echo "LD $$@"
+	@$$(CC) -shared $$(CFLAGS_$(2)) -o $$@ $$^ $$(LDLIBS)
 
 -include $$(patsubst csrc/%.c,build/$(1)/$(2)/obj/%.d,$$(SRCS))
 endef

@@ -157,7 +157,7 @@ conc_waiter_t *conc_task_waiters(lua_State *L, conc_task_t *t, int n);
 int conc_sched_park(lua_State *L, conc_sched_t *s, conc_task_t *t, conc_reason_t reason);
 void conc_sched_wake(conc_sched_t *s, conc_task_t *t, int nres);
 void conc_sched_push_raise(lua_State *co, const char *msg);
-int conc_sched_finish_raise(lua_State *L);
+int conc_sched_finish_raise(lua_State *L, int base);
 void conc_sched_reserve(lua_State *L, conc_sched_t *s);
 void conc_sched_spawned(conc_sched_t *s, conc_task_t *t);
 void conc_sched_abandon_all(conc_sched_t *s, lua_State *L);

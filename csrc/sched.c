@@ -185,25 +185,24 @@ void conc_sched_push_raise(lua_State *co, const char *msg)
     lua_pushstring(co, msg);
 }
 
-/* The results a woken call returns: everything on the stack, unless they carry the raise
- * mark, in which case the message is raised in the woken task. On 5.2+ this is the
- * continuation of every park; on 5.1 and LuaJIT, init.lua calls it (core.finish) around
- * the calls that can be woken to raise. */
-int conc_sched_finish_raise(lua_State *L)
+/* The results a woken call returns: the values above stack index `base`, unless they carry
+ * the raise mark, in which case the message is raised in the woken task. On 5.2+ this is
+ * the continuation of every park (the parked frame is still below the results there); on
+ * 5.1 and LuaJIT, where only the results come back, init.lua calls it (core.finish)
+ * around the calls that can be woken to raise. */
+int conc_sched_finish_raise(lua_State *L, int base)
 {
-    if (lua_gettop(L) == 2 && lua_touserdata(L, 1) == RAISE_MARK) {
-        lua_remove(L, 1);
+    int n = lua_gettop(L) - base;
+    if (n == 2 && lua_touserdata(L, base + 1) == RAISE_MARK)
         return lua_error(L);
-    }
-    return lua_gettop(L);
+    return n;
 }
 
 #if CONC_HAVE_YIELDK
 static int park_k(lua_State *L, int status, lua_KContext ctx)
 {
     (void)status;
-    (void)ctx;
-    return conc_sched_finish_raise(L);
+    return conc_sched_finish_raise(L, (int)ctx);
 }
 #endif
 
@@ -243,7 +242,7 @@ int conc_sched_park(lua_State *L, conc_sched_t *s, conc_task_t *t, conc_reason_t
     if (t != &s->main) {
         t->parking = 1;
 #if CONC_HAVE_YIELDK
-        return lua_yieldk(L, lua_gettop(L), 0, park_k);
+        return lua_yieldk(L, lua_gettop(L), (lua_KContext)lua_gettop(L), park_k);
 #else
         return lua_yield(L, lua_gettop(L));
 #endif
@@ -794,7 +793,7 @@ static int l_site(lua_State *L)
 
 static int l_finish(lua_State *L)
 {
-    return conc_sched_finish_raise(L);
+    return conc_sched_finish_raise(L, 0);
 }
 
 const luaL_Reg conc_sched_funcs[] = {

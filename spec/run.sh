@@ -9,7 +9,7 @@ run() { # run <label> <lua> <variant> [env...]
   label=$1 lua=$2 variant=$3
   shift 3
   out=$(mktemp)
-  env "$@" "$lua" /usr/bin/busted --lpath="lua/?.lua;lua/?/init.lua" \
+  env "$@" "$lua" /usr/bin/busted --lpath="lua/?.lua;lua/?/init.lua;spec/?.lua" \
     --cpath="build/$lua/$variant/?.so" -o utfTerminal spec >"$out" 2>&1
   status=$?
   summary=$(grep -E '[0-9]+ success' "$out" | tail -n 1)

@@ -1,0 +1,26 @@
+--- Shared by the specs: what every spec file checks after each test.
+local conc = require "conc"
+
+local M = {}
+
+--- after_each: collects garbage and asserts that no task and no timer is left alive.
+function M.nothing_left()
+  collectgarbage()
+  collectgarbage()
+  local st = conc.stats()
+  assert.are.equal(0, st.tasks, "tasks left alive")
+  assert.are.equal(0, st.timers, "timers left pending")
+end
+
+--- The message of an error raised by fn(...), or nil if it did not raise.
+function M.error_of(fn, ...)
+  local ok, err = pcall(fn, ...)
+  if ok then return nil end
+  return type(err) == "string" and err or tostring(err)
+end
+
+--- The interpreter: "Lua 5.4", "Lua 5.1", "LuaJIT", ...
+M.interpreter = (jit and "LuaJIT") or _VERSION
+M.puc51 = _VERSION == "Lua 5.1" and not jit
+
+return M
