@@ -22,8 +22,9 @@ M.default = core.default
 M.errors = errors
 
 local function describe(obj)
-  local site = core.site(obj)
-  return site and ("%s made at %s"):format(tostring(obj), site) or tostring(obj)
+  local name, site = tostring(obj), core.site(obj)
+  if not site then return name end
+  return ("%s %s at %s"):format(name, name:match("^task#") and "started" or "made", site)
 end
 
 local function indent(text)
