@@ -359,7 +359,8 @@ local function durations(n)
 end
 
 -- W5: 100k tasks each sleep a random 0-100 ms; overhead = wall time until the last
--- one woke minus the longest requested sleep; early = sleeps shorter than requested.
+-- one woke minus the longest requested sleep; early = sleeps shorter than requested;
+-- late = mean of (measured sleep - requested sleep).
 function W.W5()
   if not S.os_sleep then
     io.write("NA no monotonic clock or sleep in plain Lua (install lua-system)\n")
@@ -367,11 +368,13 @@ function W.W5()
   end
   local n = n_of(1e5)
   local d, max = durations(n)
-  local left, early, done = n, 0, chan(1)
+  local left, early, late, done = n, 0, 0, chan(1)
   local function task(dt)
     local s = now()
     S.sleep(dt)
-    if now() - s < dt then early = early + 1 end
+    local slept = now() - s
+    if slept < dt then early = early + 1 end
+    late = late + (slept - dt)
     left = left - 1
     if left == 0 then done:send(true) end
   end
@@ -380,6 +383,7 @@ function W.W5()
   done:recv()
   result("overhead_ms", (now() - t0 - max) * 1e3)
   result("early", early)
+  result("late_ms", late / n * 1e3)
 end
 
 local name = arg and arg[1]

@@ -84,6 +84,7 @@ local METRICS = {
   { w = "W4mem", key = "rss_bytes", label = "W4 100k parked tasks, RSS (bytes/task)" },
   { w = "W4mem", key = "heap_bytes", label = "W4 100k parked tasks, Lua/Go heap (bytes/task)" },
   { w = "W5", key = "overhead_ms", label = "W5 100k sleepers 0-100 ms, overhead (ms)" },
+  { w = "W5", key = "late_ms", label = "W5 mean lateness of a wake-up (ms)" },
   { w = "W5", key = "early", label = "W5 early wake-ups (count)", no_ratio = true, int = true },
 }
 local WORKLOADS = list("BENCH_WORKLOADS", "W1,W2,W3,W4,W4mem,W5")
@@ -348,7 +349,8 @@ bench/go/main.go); N below is for BENCH_SCALE=1.
   task is signalled by the last one) minus the longest requested sleep (99.99 ms at full
   N); it includes spawning. **early** counts tasks whose sleep, measured around the call
   with the peer's monotonic clock (conc.now, luasystem monotime, Tarantool clock.monotonic,
-  Go time.Since), was shorter than requested.
+  Go time.Since), was shorter than requested; **lateness** is the mean over tasks of
+  (measured sleep - requested sleep), queueing behind other wake-ups included.
 
 Go runs with GOMAXPROCS=1. The pure-Lua peer is a small scheduler in plain Lua
 (bench/purelua.lua: ring-buffer channels, FIFO wait queues, run queue, select with uniform

@@ -151,15 +151,18 @@ local function durations(n)
 end
 
 -- W5: 100k fibers each sleep a random 0-100 ms; overhead = wall time until the last
--- one woke minus the longest requested sleep; early = sleeps shorter than requested.
+-- one woke minus the longest requested sleep; early = sleeps shorter than requested;
+-- late = mean of (measured sleep - requested sleep).
 function W.W5()
   local n = capped(n_of(1e5), "W5")
   local d, max = durations(n)
-  local left, early, done = n, 0, fiber.channel(1)
+  local left, early, late, done = n, 0, 0, fiber.channel(1)
   local function task(dt)
     local s = now()
     fiber.sleep(dt)
-    if now() - s < dt then early = early + 1 end
+    local slept = now() - s
+    if slept < dt then early = early + 1 end
+    late = late + (slept - dt)
     left = left - 1
     if left == 0 then done:put(true) end
   end
@@ -168,6 +171,7 @@ function W.W5()
   done:get()
   result("overhead_ms", (now() - t0 - max) * 1e3)
   result("early", early)
+  result("late_ms", late / n * 1e3)
 end
 
 local name = arg[1]

@@ -191,10 +191,12 @@ static int ch_send(lua_State *L)
     conc_chan_t *c = checkchan(L, 1, "ch:send");
     conc_task_t *t;
     conc_waiter_t *w;
-    if (lua_gettop(L) < 2)
-        return conc_error(L, "ch:send: bad argument #1 (value expected)");
-    conc_check_nargs(L, "ch:send", 2, 1);
-    conc_check_noctx(L, 3, "ch:send", 2);
+    if (lua_gettop(L) != 2) { /* the common case, (ch, v), needs no more checks */
+        if (lua_gettop(L) < 2)
+            return conc_error(L, "ch:send: bad argument #1 (value expected)");
+        conc_check_nargs(L, "ch:send", 2, 1);
+        conc_check_noctx(L, 3, "ch:send", 2);
+    }
     if (c->recv_only)
         return conc_error(L, "ch:send: send on a receive-only channel");
     if (c->closed)
@@ -221,8 +223,10 @@ static int ch_recv(lua_State *L)
     conc_sched_t *s = conc_sched_get(L);
     conc_chan_t *c = checkchan(L, 1, "ch:recv");
     conc_task_t *t;
-    conc_check_nargs(L, "ch:recv", 1, 1);
-    conc_check_noctx(L, 2, "ch:recv", 1);
+    if (lua_gettop(L) != 1) {
+        conc_check_nargs(L, "ch:recv", 1, 1);
+        conc_check_noctx(L, 2, "ch:recv", 1);
+    }
     switch (conc_chan_tryrecv(L, s, c, 1)) {
     case CONC_RECV_VALUE:
         lua_pushboolean(L, 1);

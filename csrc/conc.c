@@ -56,11 +56,11 @@ void conc_check_nargs(lua_State *L, const char *fname, int max, int self)
 
 void *conc_checkud(lua_State *L, int idx, int mt_upvalue)
 {
-    void *p;
+    void *p = lua_touserdata(L, idx);
     int ok;
-    if (lua_type(L, idx) != LUA_TUSERDATA || !lua_getmetatable(L, idx))
+    /* a light userdata has no metatable of its own: the compare below rejects it */
+    if (p == NULL || !lua_getmetatable(L, idx))
         return NULL;
-    p = lua_touserdata(L, idx);
     ok = lua_rawequal(L, -1, lua_upvalueindex(mt_upvalue));
     lua_pop(L, 1);
     return ok ? p : NULL;

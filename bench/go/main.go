@@ -161,17 +161,20 @@ func durations(n int) ([]time.Duration, time.Duration) {
 }
 
 // W5: 100k goroutines each sleep a random 0-100 ms; overhead = wall time until the
-// last one woke minus the longest requested sleep; early = sleeps shorter than asked.
+// last one woke minus the longest requested sleep; early = sleeps shorter than asked;
+// late = mean of (measured sleep - requested sleep).
 func w5() {
 	n := nOf(1e5)
 	d, max := durations(n)
-	left, early, done := int64(n), int64(0), make(chan bool, 1)
+	left, early, late, done := int64(n), int64(0), int64(0), make(chan bool, 1)
 	task := func(dt time.Duration) {
 		s := time.Now()
 		time.Sleep(dt)
-		if time.Since(s) < dt {
+		slept := time.Since(s)
+		if slept < dt {
 			atomic.AddInt64(&early, 1)
 		}
+		atomic.AddInt64(&late, int64(slept-dt))
 		if atomic.AddInt64(&left, -1) == 0 {
 			done <- true
 		}
@@ -183,6 +186,7 @@ func w5() {
 	<-done
 	result("overhead_ms", float64((time.Since(t0)-max).Nanoseconds())/1e6)
 	result("early", float64(atomic.LoadInt64(&early)))
+	result("late_ms", float64(atomic.LoadInt64(&late))/float64(n)/1e6)
 }
 
 func main() {
