@@ -29,7 +29,10 @@ function W.W1()
   local ping, pong = conc.chan(), conc.chan()
   local t0 = conc.now()
   conc.go(function()
-    for _ = 1, n do pong:send(ping:recv()) end
+    for _ = 1, n do
+      local v = ping:recv()
+      pong:send(v)
+    end
   end)
   for i = 1, n do ping:send(i); pong:recv() end
   result("ns", (conc.now() - t0) / n * 1e9)

@@ -280,7 +280,10 @@ function W.W1()
   local ping, pong = chan(), chan()
   local t0 = now()
   go(function()
-    for _ = 1, n do pong:send(ping:recv()) end
+    for _ = 1, n do
+      local v = ping:recv()
+      pong:send(v)
+    end
   end)
   for i = 1, n do ping:send(i); pong:recv() end
   result("ns", (now() - t0) / n * 1e9)

@@ -350,7 +350,8 @@ bench/go/main.go); N below is for BENCH_SCALE=1.
   N); it includes spawning. **early** counts tasks whose sleep, measured around the call
   with the peer's monotonic clock (conc.now, luasystem monotime, Tarantool clock.monotonic,
   Go time.Since), was shorter than requested; **lateness** is the mean over tasks of
-  (measured sleep - requested sleep), queueing behind other wake-ups included.
+  (measured sleep - requested sleep): timer resolution plus the time a due task waits
+  behind other runnable tasks (at full N, mostly the 100k first runs that start the sleeps).
 
 Go runs with GOMAXPROCS=1. The pure-Lua peer is a small scheduler in plain Lua
 (bench/purelua.lua: ring-buffer channels, FIFO wait queues, run queue, select with uniform

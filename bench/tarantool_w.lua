@@ -50,7 +50,10 @@ function W.W1()
   local ping, pong = fiber.channel(0), fiber.channel(0)
   local t0 = now()
   fiber.create(function()
-    for _ = 1, n do pong:put(ping:get()) end
+    for _ = 1, n do
+      local v = ping:get()
+      pong:put(v)
+    end
   end)
   for i = 1, n do ping:put(i); pong:get() end
   result("ns", (now() - t0) / n * 1e9)
