@@ -28,7 +28,6 @@ conc_chan_t *conc_chan_new(lua_State *L, conc_sched_t *s, lua_Integer cap)
     conc_chan_t *c = (conc_chan_t *)conc_compat_newud(L, sizeof *c, CONC_CHAN_NUV);
     int idx, line;
     memset(c, 0, sizeof *c);
-    c->sched = s;
     conc_waitq_init(&c->recvq);
     conc_waitq_init(&c->sendq);
     conc_ring_init(&c->ring, (size_t)cap);
@@ -159,7 +158,6 @@ static void park_recv(lua_State *L, conc_task_t *t, conc_chan_t *c, int caseno)
     conc_waiter_t *w = conc_task_waiters(L, t, 1);
     w->home = &c->recvq;
     w->owner = t;
-    w->obj = c;
     w->objslot = 1;
     w->valslot = 0;
     w->caseno = caseno;
@@ -209,7 +207,6 @@ static int ch_send(lua_State *L)
     w = conc_task_waiters(L, t, 1);
     w->home = &c->sendq;
     w->owner = t;
-    w->obj = c;
     w->objslot = 1;
     w->valslot = 2;
     w->caseno = 0;

@@ -165,6 +165,8 @@ int luaopen_conc_core(lua_State *L)
     lua_setfield(L, -2, "__mode");
     lua_setmetatable(L, -2);
     conc_compat_setuv(L, 1, CONC_SCHED_UV_TIMERS);
+    lua_newtable(L);
+    conc_compat_setuv(L, 1, CONC_SCHED_UV_POOL);
     /* 2..5: the metatables, 6: conc.default */
     new_type(L, CONC_CHAN_T);
     new_type(L, CONC_TASK_T);

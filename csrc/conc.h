@@ -43,8 +43,8 @@ enum conc_upvalue {
 };
 
 /* User value slots of the scheduler, tasks and channels. */
-enum { CONC_SCHED_UV_HOLDER = 1, CONC_SCHED_UV_HOOKS, CONC_SCHED_UV_TIMERS, CONC_SCHED_NUV = 3 };
-enum { CONC_TASK_UV_CO = 1, CONC_TASK_UV_SITE, CONC_TASK_UV_NAME, CONC_TASK_UV_ERR, CONC_TASK_NUV = 4 };
+enum { CONC_SCHED_UV_HOLDER = 1, CONC_SCHED_UV_HOOKS, CONC_SCHED_UV_TIMERS, CONC_SCHED_UV_POOL, CONC_SCHED_NUV = 4 };
+enum { CONC_TASK_UV_CO = 1, CONC_TASK_UV_SITE, CONC_TASK_UV_NAME, CONC_TASK_NUV = 3 };
 enum { CONC_CHAN_UV_BUF = 1, CONC_CHAN_UV_SITE, CONC_CHAN_NUV = 2 };
 
 enum { CONC_OP_RECV = 1, CONC_OP_SEND = 2 };
@@ -77,17 +77,19 @@ extern const char *const conc_status_names[];
 typedef struct conc_sched conc_sched_t;
 
 typedef struct conc_task {
-    conc_sched_t *sched;
-    lua_State *co;        /* the task's coroutine; for the top level, a holder thread */
+    lua_State *co;        /* the task's coroutine (NULL before it starts and once it is
+                           * recycled); for the top level, a holder thread */
     lua_State *exec;      /* the coroutine allowed to park: co, or a conc.pcall one (5.1) */
     int ref;              /* registry ref to the task userdata while live, else LUA_NOREF */
     unsigned id;
-    conc_status_t status;
-    conc_reason_t reason; /* valid while parking or blocked */
-    int parking;          /* a blocking call yielded; the scheduler commits the park */
-    int timed;            /* the park includes `timer` */
-    int nargs;            /* values on co to pass at the next resume */
-    int nres;             /* results on top of co once done or failed */
+    unsigned char status; /* a conc_status_t */
+    unsigned char reason; /* a conc_reason_t, valid while parking or blocked */
+    unsigned char parking; /* a blocking call yielded; the scheduler commits the park */
+    unsigned char timed;  /* the park includes `timer` */
+    int nargs;            /* values on co to pass at the next resume; before the start,
+                           * the count of the function and its arguments */
+    int nres;             /* results on top of co once done; a failed task's error is the
+                           * one value on top of its co */
     int nwait;            /* waiters in use */
     int wcap;             /* capacity of waiters */
     conc_waiter_t *waiters; /* &w1 or a malloc'ed array (select) */
@@ -99,7 +101,6 @@ typedef struct conc_task {
 } conc_task_t;
 
 typedef struct conc_chan {
-    conc_sched_t *sched;
     conc_waitq_t recvq, sendq;
     conc_ring_t ring;
     unsigned id;
@@ -126,6 +127,7 @@ struct conc_sched {
     unsigned long long switches, chan_ops;
     size_t ntasks;
     unsigned next_task_id, next_obj_id;
+    int npool;             /* idle coroutines in CONC_SCHED_UV_POOL */
     struct conc_case *cases; /* select's scratch array */
     size_t ncases_cap;
 };

@@ -58,7 +58,6 @@ void conc_sched_init(conc_sched_t *s, lua_State *L)
     s->wake = &b->wake;
     conc_runq_init(&s->runq);
     conc_heap_init(&s->timers);
-    s->main.sched = s;
     s->main.ref = LUA_NOREF;
     s->main.status = CONC_TASK_RUNNING;
     s->main.waiters = &s->main.w1;
@@ -292,21 +291,82 @@ static void unlive(conc_sched_t *s, conc_task_t *t)
 int conc_task_outcome(lua_State *L, conc_task_t *t, int tidx, lua_State *to)
 {
     if (t->status == CONC_TASK_DONE) {
-        lua_State *co = t->co;
-        int base = lua_gettop(co) - t->nres, i;
-        if (!lua_checkstack(to, t->nres + 1) || !lua_checkstack(co, t->nres))
+        lua_State *co = t->co; /* NULL once recycled, which happens only when nres == 0 */
+        int base, i;
+        if (!lua_checkstack(to, t->nres + 1))
             conc_error(L, "task:wait: too many results");
         lua_pushboolean(to, 1);
+        if (t->nres == 0)
+            return 1;
+        if (!lua_checkstack(co, t->nres))
+            conc_error(L, "task:wait: too many results");
+        base = lua_gettop(co) - t->nres;
         for (i = 1; i <= t->nres; i++)
             lua_pushvalue(co, base + i);
         lua_xmove(co, to, t->nres);
         return t->nres + 1;
     }
+    (void)tidx;
     lua_checkstack(to, 2);
+    lua_checkstack(t->co, 1);
     lua_pushnil(to);
-    conc_compat_getuv(L, tidx, CONC_TASK_UV_ERR);
-    lua_xmove(L, to, 1);
+    lua_pushvalue(t->co, -1);
+    lua_xmove(t->co, to, 1);
     return 2;
+}
+
+/* A coroutine whose function returned is back at its base and can run another function:
+ * keep a few for the next tasks to start, so spawn-and-finish allocates no coroutine. */
+#define POOL_MAX 64
+
+static void recycle(lua_State *L, conc_sched_t *s, conc_task_t *t, int tidx)
+{
+    if (s->npool >= POOL_MAX || lua_gethook(t->co) != NULL)
+        return;
+    lua_settop(t->co, 0);
+    conc_compat_getuv(L, lua_upvalueindex(CONC_UP_SCHED), CONC_SCHED_UV_POOL);
+    conc_compat_getuv(L, tidx, CONC_TASK_UV_CO);
+    lua_rawseti(L, -2, ++s->npool);
+    lua_pop(L, 1);
+    lua_pushnil(L);
+    conc_compat_setuv(L, tidx, CONC_TASK_UV_CO);
+    t->co = t->exec = NULL;
+}
+
+/* Gives task t (just out of the run queue, never run) its coroutine, from the pool or
+ * new, with its function and arguments on it. */
+static void start(lua_State *L, conc_sched_t *s, conc_task_t *t)
+{
+    lua_State *co;
+    int tidx, n = t->nargs, i;
+    conc_push_task(L, t);
+    tidx = lua_gettop(L);
+    if (s->npool > 0) {
+        conc_compat_getuv(L, lua_upvalueindex(CONC_UP_SCHED), CONC_SCHED_UV_POOL);
+        lua_rawgeti(L, -1, s->npool);
+        lua_pushnil(L);
+        lua_rawseti(L, -3, s->npool--);
+        lua_remove(L, -2);
+        co = lua_tothread(L, -1);
+    } else {
+        co = lua_newthread(L);
+    }
+    conc_compat_getuv(L, tidx, CONC_TASK_UV_CO); /* the function, or {fn, args...} */
+    lua_insert(L, -2);
+    conc_compat_setuv(L, tidx, CONC_TASK_UV_CO);
+    if (!lua_checkstack(co, n + LUA_MINSTACK) || !lua_checkstack(L, n))
+        conc_error(L, "go: too many arguments");
+    if (n == 1) {
+        lua_xmove(L, co, 1);
+    } else {
+        for (i = 1; i <= n; i++)
+            lua_rawgeti(L, tidx + 1, i);
+        lua_xmove(L, co, n);
+        lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+    t->co = t->exec = co;
+    t->nargs = n - 1;
 }
 
 /* The task returned (failed == 0, nres results on its stack) or raised (failed == 1). */
@@ -337,7 +397,7 @@ static void finish(lua_State *L, conc_sched_t *s, conc_task_t *t, int nres, int 
         } else {
             lua_remove(L, -2);
         }
-        conc_compat_setuv(L, tidx, CONC_TASK_UV_ERR);
+        lua_xmove(L, t->co, 1); /* the error stays on top of the dead coroutine */
         t->status = CONC_TASK_FAILED;
         t->nres = 0;
     } else {
@@ -347,7 +407,9 @@ static void finish(lua_State *L, conc_sched_t *s, conc_task_t *t, int nres, int 
     if (failed && t->joiners.head == NULL) {
         push_hook(L, "report");
         if (lua_isfunction(L, -1)) {
-            conc_compat_getuv(L, tidx, CONC_TASK_UV_ERR);
+            lua_checkstack(t->co, 1);
+            lua_pushvalue(t->co, -1);
+            lua_xmove(t->co, L, 1);
             if (lua_pcall(L, 1, 0, 0) != 0)
                 lua_pop(L, 1);
         } else {
@@ -358,6 +420,8 @@ static void finish(lua_State *L, conc_sched_t *s, conc_task_t *t, int nres, int 
         conc_task_t *j = (conc_task_t *)w->owner;
         conc_sched_wake(s, j, conc_task_outcome(L, t, tidx, j->co));
     }
+    if (!failed && nres == 0)
+        recycle(L, s, t, tidx);
     lua_pop(L, 1);
     luaL_unref(L, LUA_REGISTRYINDEX, t->ref);
     t->ref = LUA_NOREF;
@@ -366,6 +430,8 @@ static void finish(lua_State *L, conc_sched_t *s, conc_task_t *t, int nres, int 
 static void run_task(lua_State *L, conc_sched_t *s, conc_task_t *t)
 {
     int nres = 0, st;
+    if (t->co == NULL)
+        start(L, s, t);
     s->current = t;
     t->status = CONC_TASK_RUNNING;
     st = conc_compat_resume(t->co, L, t->nargs, &nres);
@@ -591,7 +657,6 @@ static int l_run(lua_State *L)
     w = conc_task_waiters(L, m, 1);
     w->home = &t->joiners;
     w->owner = m;
-    w->obj = t;
     w->objslot = tidx;
     w->valslot = 0;
     w->caseno = 0;
@@ -766,7 +831,10 @@ static int l_tasks(lua_State *L)
         lua_setfield(L, -4, "site");
         lua_pop(L, 1);
         conc_compat_getuv(L, ti, CONC_TASK_UV_CO);
-        lua_setfield(L, -3, "co");
+        if (lua_isthread(L, -1))
+            lua_setfield(L, -3, "co");
+        else
+            lua_pop(L, 1);
         lua_pop(L, 1);
         push_wait_info(L, t);
         lua_rawseti(L, -2, ++n);

@@ -126,7 +126,6 @@ static int l_select(lua_State *L)
     for (i = 0; i < k; i++) {
         w[i].home = cs[i].op == CONC_OP_RECV ? &cs[i].c->recvq : &cs[i].c->sendq;
         w[i].owner = t;
-        w[i].obj = cs[i].c;
         w[i].objslot = cs[i].cslot;
         w[i].valslot = cs[i].vslot;
         w[i].caseno = cs[i].pos;

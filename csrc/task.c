@@ -19,16 +19,17 @@ static conc_task_t *checktask(lua_State *L, int idx, const char *fname)
     return t;
 }
 
-/* Starts L[first](L[first+1 .. first+n-1]) as a task and pushes its handle. */
+/* Starts L[first](L[first+1 .. first+n-1]) as a task and pushes its handle. The task gets
+ * its coroutine only when it first runs (conc_sched_start): until then the function, or a
+ * table of the function and its arguments, waits in the coroutine's user value slot, so a
+ * queue of tasks that have not started costs only their handles. */
 conc_task_t *conc_task_spawn(lua_State *L, conc_sched_t *s, int first, int n)
 {
     conc_task_t *t;
     int tidx, i, line;
     conc_sched_reserve(L, s);
-    luaL_checkstack(L, n + 4, "too many arguments");
     t = (conc_task_t *)conc_compat_newud(L, sizeof *t, CONC_TASK_NUV);
     memset(t, 0, sizeof *t);
-    t->sched = s;
     t->ref = LUA_NOREF;
     t->id = ++s->next_task_id;
     t->status = CONC_TASK_READY;
@@ -40,17 +41,20 @@ conc_task_t *conc_task_spawn(lua_State *L, conc_sched_t *s, int first, int n)
     lua_pushvalue(L, lua_upvalueindex(CONC_UP_TASK_MT));
     lua_setmetatable(L, -2);
     tidx = lua_gettop(L);
-    t->co = t->exec = lua_newthread(L);
+    if (n == 1) {
+        lua_pushvalue(L, first);
+    } else {
+        lua_createtable(L, n, 0);
+        for (i = 0; i < n; i++) {
+            lua_pushvalue(L, first + i);
+            lua_rawseti(L, -2, i + 1);
+        }
+    }
     conc_compat_setuv(L, tidx, CONC_TASK_UV_CO);
     conc_push_site(L, &line);
     t->site_line = line;
     conc_compat_setuv(L, tidx, CONC_TASK_UV_SITE);
-    if (!lua_checkstack(t->co, n + LUA_MINSTACK))
-        conc_error(L, "go: too many arguments");
-    for (i = 0; i < n; i++)
-        lua_pushvalue(L, first + i);
-    lua_xmove(L, t->co, n);
-    t->nargs = n - 1;
+    t->nargs = n;
     lua_pushvalue(L, tidx);
     t->ref = luaL_ref(L, LUA_REGISTRYINDEX);
     conc_sched_spawned(s, t);
@@ -124,7 +128,6 @@ static int t_wait(lua_State *L)
     w = conc_task_waiters(L, me, 1);
     w->home = &t->joiners;
     w->owner = me;
-    w->obj = t;
     w->objslot = 1;
     w->valslot = 0;
     w->caseno = 0;

@@ -19,8 +19,7 @@ typedef struct conc_waiter {
     conc_waitq_t *q;   /* the queue this waiter is on, or NULL */
     conc_waitq_t *home; /* the queue it goes on when its task's park is committed */
     void *owner;       /* the parked task */
-    void *obj;         /* the object waited on (a channel, a task, ...) */
-    int objslot;       /* stack index of that object on the parked task's stack */
+    int objslot;       /* stack index of the object waited on, on the parked task's stack */
     int valslot;       /* stack index of the value a parked sender offers */
     int caseno;        /* 0 for a plain operation, else the select case's position */
     int op;            /* CONC_OP_SEND or CONC_OP_RECV (see conc.h) */
@@ -28,13 +27,11 @@ typedef struct conc_waiter {
 
 struct conc_waitq {
     conc_waiter_t *head, *tail;
-    size_t len;
 };
 
 static inline void conc_waitq_init(conc_waitq_t *q)
 {
     q->head = q->tail = NULL;
-    q->len = 0;
 }
 
 static inline void conc_waitq_push(conc_waitq_t *q, conc_waiter_t *w)
@@ -47,7 +44,6 @@ static inline void conc_waitq_push(conc_waitq_t *q, conc_waiter_t *w)
     else
         q->head = w;
     q->tail = w;
-    q->len++;
 }
 
 static inline void conc_waitq_remove(conc_waiter_t *w)
@@ -65,7 +61,6 @@ static inline void conc_waitq_remove(conc_waiter_t *w)
         q->tail = w->prev;
     w->prev = w->next = NULL;
     w->q = NULL;
-    q->len--;
 }
 
 /* Removes and returns the oldest waiter, or NULL. */
