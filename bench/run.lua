@@ -8,7 +8,7 @@
 --   BENCH_SCALE      multiplies every N (default 1; 0.01 for a smoke run)
 --   BENCH_PEERS      comma list of peer ids to run (default all: conc54,concjit,pure54,
 --                    purejit,tarantool,go)
---   BENCH_WORKLOADS  comma list (default W1,W2,W3,W4,W4mem,W5)
+--   BENCH_WORKLOADS  comma list (default W1,W2,W3,W4,W4mem,W5,Floor)
 --   BENCH_TIMEOUT    seconds allowed to one process (default 600)
 --   BENCH_OUT        where to write the report (default bench/RESULTS.md)
 --   BENCH_GO_BIN     the Go program built by run.sh
@@ -16,6 +16,10 @@
 -- Each workload script prints `RESULT <key> <number>`, `NOTE <text>` (a caveat that
 -- marks its cell), `INFO <text>` (about the peer) or `NA <reason>` (not applicable).
 -- A peer that is missing or fails gets `n/a (reason)` cells; the run goes on.
+--
+-- Floor (bench/floor.lua) is what the interpreter costs: it runs only under the two conc
+-- peers' interpreters (it calls conc's C code) and has its own table; a Targets table
+-- checks this run's medians against conc's performance targets.
 
 local REPS = math.max(1, math.floor(tonumber(os.getenv("BENCH_REPS")) or 5))
 local SCALE = tonumber(os.getenv("BENCH_SCALE")) or 1
@@ -37,13 +41,14 @@ local function list(env, default)
 end
 
 ---------------------------------------------------------------------------- peers
-local function conc_peer(id, label, lua, dir)
+local function conc_peer(id, label, lua, dir, interp)
   local so = "build/" .. dir .. "/release/conc/core.so"
   return {
     id = id, label = label,
     env = { LUA_PATH = "lua/?.lua;lua/?/init.lua;;", LUA_CPATH = "build/" .. dir .. "/release/?.so;;",
             LUA_PATH_5_4 = "lua/?.lua;lua/?/init.lua;;", LUA_CPATH_5_4 = "build/" .. dir .. "/release/?.so;;" },
     cmd = lua .. " bench/conc_w.lua",
+    floor = lua .. " bench/floor.lua", interp = interp,   -- the Floor workload, and its column
     missing = function()
       if not have(lua) then return lua .. " not installed" end
       if not exists(so) then return "not built: " .. so .. " is missing" end
@@ -53,8 +58,8 @@ local function conc_peer(id, label, lua, dir)
 end
 
 local ALL_PEERS = {
-  conc_peer("conc54", "conc 5.4", "lua5.4", "lua5.4"),
-  conc_peer("concjit", "conc LuaJIT", "luajit", "luajit"),
+  conc_peer("conc54", "conc 5.4", "lua5.4", "lua5.4", "Lua 5.4"),
+  conc_peer("concjit", "conc LuaJIT", "luajit", "luajit", "LuaJIT"),
   { id = "pure54", label = "pure Lua 5.4", cmd = "lua5.4 bench/purelua.lua",
     missing = function() if not have("lua5.4") then return "lua5.4 not installed" end end },
   { id = "purejit", label = "pure LuaJIT", cmd = "luajit bench/purelua.lua",
@@ -87,7 +92,15 @@ local METRICS = {
   { w = "W5", key = "late_ms", label = "W5 mean lateness of a wake-up (ms)" },
   { w = "W5", key = "early", label = "W5 early wake-ups (count)", no_ratio = true, int = true },
 }
-local WORKLOADS = list("BENCH_WORKLOADS", "W1,W2,W3,W4,W4mem,W5")
+-- The Floor workload's metrics, all ns; rows of their own table (see floor_table).
+local FLOOR = {
+  { w = "Floor", key = "switch_ns", label = "coroutine.resume + coroutine.yield (ns/pair)" },
+  { w = "Floor", key = "conc_call_ns", label = "ch:len() on a conc channel, a trivial C call (ns/call)" },
+  { w = "Floor", key = "conc_local_ns", label = "the same, called from a local: len(ch) (ns/call)" },
+  { w = "Floor", key = "strlen_ns", label = "string.len(s), a builtin (ns/call)" },
+  { w = "Floor", key = "rawlen_ns", label = "rawlen(t), a builtin (ns/call)" },
+}
+local WORKLOADS = list("BENCH_WORKLOADS", "W1,W2,W3,W4,W4mem,W5,Floor")
 
 ---------------------------------------------------------------------------- running
 local samples = {}   -- samples[peer][w][key] = { values }
@@ -98,12 +111,18 @@ for _, p in ipairs(PEERS) do
   samples[p.id], failed[p.id], notes[p.id], infos[p.id] = {}, {}, {}, { seen = {} }
 end
 
+-- The command that runs workload w for peer p; nil when p does not run w.
+local function script(p, w)
+  if w == "Floor" then return p.floor end
+  return p.cmd
+end
+
 local function run_one(p, w)
   local env = { "BENCH_SCALE=" .. sh_quote(SCALE) }
   for k, v in pairs(p.env or {}) do env[#env + 1] = k .. "=" .. sh_quote(v) end
   local errf = os.tmpname()
   local cmd = ("env %s timeout %d %s %s 2>%s"):format(table.concat(env, " "), TIMEOUT,
-                                                      p.cmd, w, sh_quote(errf))
+                                                      script(p, w), w, sh_quote(errf))
   local t0 = os.time()
   local pipe = io.popen(cmd)
   local out = pipe:read("*a")
@@ -139,7 +158,7 @@ end
 for rep = 1, REPS do
   for _, w in ipairs(WORKLOADS) do
     for _, p in ipairs(PEERS) do
-      if not failed[p.id][w] then
+      if not failed[p.id][w] and script(p, w) then
         io.stderr:write(("[rep %d/%d] %-5s %-12s "):format(rep, REPS, w, p.label))
         io.stderr:flush()
         local res, why, secs = run_one(p, w)
@@ -233,15 +252,16 @@ end
 
 local selected = {}
 for _, w in ipairs(WORKLOADS) do selected[w] = true end
-local ROWS = {}
+local ROWS, FLOOR_ROWS = {}, {}
 for _, m in ipairs(METRICS) do if selected[m.w] then ROWS[#ROWS + 1] = m end end
+for _, m in ipairs(FLOOR) do if selected[m.w] then FLOOR_ROWS[#FLOOR_ROWS + 1] = m end end
 
-local function table_md(header, rowfn)
+local function table_md(header, rowfn, rows)
   local lines = { "| " .. table.concat(header, " | ") .. " |" }
   local sep = {}
   for i = 1, #header do sep[i] = i == 1 and "---" or "---:" end
   lines[#lines + 1] = "|" .. table.concat(sep, "|") .. "|"
-  for _, m in ipairs(ROWS) do lines[#lines + 1] = "| " .. table.concat(rowfn(m), " | ") .. " |" end
+  for _, m in ipairs(rows or ROWS) do lines[#lines + 1] = "| " .. table.concat(rowfn(m), " | ") .. " |" end
   return table.concat(lines, "\n")
 end
 
@@ -275,9 +295,89 @@ local conc_table = #cols2 > 0 and table_md(h2, function(m)
   return r
 end)
 
+-- A median by peer id, workload and key; nil when the peer did not run or failed.
+local function med(pid, w, key)
+  if not samples[pid] or failed[pid][w] then return nil end
+  local s = samples[pid][w]
+  return median(s and s[key])
+end
+local function over(a, b) if a and b and b > 0 then return a / b end end
+
+-- Floor table: what the interpreter costs, one column per interpreter, and the W1 floor
+-- it implies (2 switch pairs + 4 conc C calls) beside W1 as measured and Go's W1.
+local floor_peers = {}
+for _, p in ipairs(PEERS) do if p.floor and selected.Floor then floor_peers[#floor_peers + 1] = p end end
+local function w1_floor(pid)
+  local sw, call = med(pid, "Floor", "switch_ns"), med(pid, "Floor", "conc_call_ns")
+  return sw and call and 2 * sw + 4 * call
+end
+local floor_table
+if #floor_peers > 0 then
+  local rows = {}
+  for _, m in ipairs(FLOOR_ROWS) do
+    rows[#rows + 1] = { m.label, function(pid) return med(pid, "Floor", m.key) end }
+  end
+  local w1go = function() return med("go", "W1", "ns") end
+  for _, r in ipairs {
+    { "W1 floor = 2 pairs + 4 conc calls (ns/round trip)", w1_floor },
+    { "W1 as measured, conc (ns/round trip)", function(pid) return med(pid, "W1", "ns") end },
+    { "W1 Go (ns/round trip)", w1go },
+    { "**W1 floor / Go** (target for conc 5.4: W1 / Go ≤ 1.1)",
+      function(pid) local v = over(w1_floor(pid), w1go()); return v and ("%.2f"):format(v) end },
+  } do rows[#rows + 1] = r end
+  local h = { "what the interpreter costs" }
+  for _, p in ipairs(floor_peers) do h[#h + 1] = p.interp end
+  floor_table = table_md(h, function(r)
+    local out = { r[1] }
+    for _, p in ipairs(floor_peers) do
+      local v = r[2](p.id)
+      out[#out + 1] = type(v) == "number" and fmt(v) or v or "–"
+    end
+    return out
+  end, rows)
+end
+
+-- Targets table: conc's performance targets, checked against this run's medians. A
+-- ratio is judged as printed (2 decimals); W5's early wake-ups count in any repetition.
+local function max_of(pid, w, key)
+  local s = samples[pid] and not failed[pid][w] and samples[pid][w]
+  if not (s and s[key] and #s[key] > 0) then return nil end
+  return math.max(table.unpack(s[key]))
+end
+local function rounded(v) return v and tonumber(("%.2f"):format(v)) end
+local function verdict(ok) if ok == nil then return "n/a" end; return ok and "met" or "missed" end
+local function ratio_target(name, a, b, w, limit)
+  local v = rounded(over(med(a, w, "ns"), med(b, w, "ns")))
+  return { name, v and ("%.2f"):format(v) or "n/a", ("≤ %.1f"):format(limit), verdict(v and v <= limit) }
+end
+local function targets_table()
+  local heap, rss = med("conc54", "W4mem", "heap_bytes"), med("conc54", "W4mem", "rss_bytes")
+  local c5, g5 = med("conc54", "W5", "overhead_ms"), med("go", "W5", "overhead_ms")
+  local r5, early = rounded(over(c5, g5)), max_of("conc54", "W5", "early")
+  local rows = {
+    ratio_target("W1 round trip, conc 5.4 / Go", "conc54", "go", "W1", 1.1),
+    ratio_target("W2 per item, conc 5.4 / Go", "conc54", "go", "W2", 1.6),
+    ratio_target("W3 per select, conc 5.4 / Go", "conc54", "go", "W3", 1.2),
+    ratio_target("W4 spawn-and-finish, conc 5.4 / Go", "conc54", "go", "W4", 1.5),
+    { "W4 parked task, conc 5.4 Lua heap (bytes/task)",
+      heap and ("%s (RSS %s)"):format(fmt(heap), rss and fmt(rss) or "n/a") or "n/a", "≤ 1300",
+      verdict(heap and heap <= 1300) },
+    { "W5 overhead, conc 5.4 / Go; early wake-ups (most in one run)",
+      r5 and early and ("%.2f (%s / %s ms); %d early"):format(r5, fmt(c5), fmt(g5), early) or "n/a",
+      "≤ 1.0; 0 early", verdict(r5 and early and r5 <= 1 and early == 0) },
+    ratio_target("W1 round trip, conc LuaJIT / pure LuaJIT", "concjit", "purejit", "W1", 1),
+    ratio_target("W3 per select, conc LuaJIT / pure LuaJIT", "concjit", "purejit", "W3", 1),
+    ratio_target("W4 spawn-and-finish, conc LuaJIT / pure LuaJIT", "concjit", "purejit", "W4", 1),
+  }
+  return table_md({ "goal", "measured", "target", "result" }, function(r) return r end, rows)
+end
+local targets = targets_table()
+
 local function raw_lines()
-  local out = {}
-  for _, m in ipairs(ROWS) do
+  local out, rows = {}, {}
+  for _, m in ipairs(ROWS) do rows[#rows + 1] = m end
+  for _, m in ipairs(FLOOR_ROWS) do rows[#rows + 1] = m end
+  for _, m in ipairs(rows) do
     for _, p in ipairs(PEERS) do
       local s = samples[p.id][m.w]
       if s and s[m.key] and not failed[p.id][m.w] then
@@ -320,6 +420,18 @@ if #footnotes > 0 or #na_reasons > 0 then
   for i, r in ipairs(na_reasons) do add(("- N%d: %s"):format(i, r)) end
   add("")
 end
+add("## Targets\n")
+add("conc's performance targets, checked against the medians above (same run):\n")
+add(targets .. "\n")
+if floor_table then
+  add("## What the interpreter costs here\n")
+  add("bench/floor.lua, same run, medians. A W1 round trip in conc takes 2 coroutine switch")
+  add("pairs and 4 calls into conc's C code; their cost here, beside Go's W1, shows whether")
+  add("W1 ≤ 1.1 x Go is within reach on this machine. It is an estimate, a little high: conc")
+  add("resumes tasks from C and yields inside its own C calls, so it does not pay the two")
+  add("builtin calls (coroutine.resume, coroutine.yield) that each measured pair includes.\n")
+  add(floor_table .. "\n")
+end
 add([[## What is measured
 
 Same definitions in every peer (bench/conc_w.lua, bench/purelua.lua, bench/tarantool_w.lua,
@@ -352,6 +464,12 @@ bench/go/main.go); N below is for BENCH_SCALE=1.
   Go time.Since), was shorter than requested; **lateness** is the mean over tasks of
   (measured sleep - requested sleep): timer resolution plus the time a due task waits
   behind other runnable tasks (at full N, mostly the 100k first runs that start the sleeps).
+- **Floor** (bench/floor.lua, run by lua5.4 and luajit with conc loaded): ns per
+  `coroutine.resume` of a coroutine that at once yields (N = 5e6), and ns per call of
+  `ch:len()` on a conc channel, of the same C function from a local (`len(ch)`), of
+  `string.len(s)` and of `rawlen(t)` (N = 2e7 each; LuaJIT 2.1
+  has no rawlen, and compiles string.len inline, so its string.len is no C call). Each
+  includes the step of its for loop.
 
 Go runs with GOMAXPROCS=1. The pure-Lua peer is a small scheduler in plain Lua
 (bench/purelua.lua: ring-buffer channels, FIFO wait queues, run queue, select with uniform
@@ -383,4 +501,6 @@ if #footnotes > 0 or #na_reasons > 0 then
   for _, fnote in ipairs(footnotes) do print(fnote) end
   for i, r in ipairs(na_reasons) do print(("N%d: %s"):format(i, r)) end
 end
+print("\nTargets:\n" .. targets)
+if floor_table then print("\nWhat the interpreter costs here:\n" .. floor_table) end
 print(("\nwritten to %s (BENCH_REPS=%d, BENCH_SCALE=%s)"):format(OUT, REPS, tostring(SCALE)))

@@ -84,7 +84,6 @@ typedef struct conc_task {
     unsigned id;
     unsigned char status; /* a conc_status_t */
     unsigned char reason; /* a conc_reason_t, valid while parking or blocked */
-    unsigned char parking; /* a blocking call yielded; the scheduler commits the park */
     unsigned char timed;  /* the park includes `timer` */
     int nargs;            /* values on co to pass at the next resume; before the start,
                            * the count of the function and its arguments */

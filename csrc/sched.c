@@ -12,8 +12,10 @@
  *   (a task yields its whole frame; the top level copies its frame to a holder thread).
  *   Waiters name the slots of the object and of a sender's value, so values in flight
  *   stay referenced by the parked task and nothing is copied into tables.
- * - Waiters are linked only after the yield succeeded (commit_park). On PUC 5.1 lua_yield
- *   can still raise (inside pcall); then nothing was linked and no state changed.
+ * - Waiters are linked only after the yield succeeded (commit_park), and a park is known
+ *   by the mark its yield carries on top, never by a flag set before the yield: on PUC 5.1
+ *   lua_yield can still raise (inside pcall), and then nothing was linked, no state
+ *   changed, and nothing stale is committed later.
  * - A waker pushes the results onto the parked task's stack, then calls conc_sched_wake,
  *   which unlinks every other waiter of that task at once (select's pass 3) and removes
  *   its timer, so no queue ever holds a stale waiter.
@@ -28,9 +30,11 @@
 const char *const conc_reason_names[] = {"none", "yield", "recv", "send", "select", "sleep", "task"};
 const char *const conc_status_names[] = {"ready", "running", "blocked", "done", "failed"};
 
-/* Its address marks results that must raise in the woken task (see conc_sched_push_raise). */
-static const char raise_mark = 0;
+/* Their addresses mark results that must raise in the woken task (conc_sched_push_raise),
+ * and the yield of a park (conc_sched_park). */
+static const char raise_mark = 0, park_mark = 0;
 #define RAISE_MARK ((void *)(uintptr_t)&raise_mark)
+#define PARK_MARK ((void *)(uintptr_t)&park_mark)
 
 /* The loop and the wake-up timer live in one malloc'ed block: libuv may hold them until
  * the close callbacks ran, which the Lua GC knows nothing about. */
@@ -140,11 +144,12 @@ conc_waiter_t *conc_task_waiters(lua_State *L, conc_task_t *t, int n)
     return t->waiters;
 }
 
+/* Called once the task's yield succeeded (or, for the top level, before it drives). */
 static void commit_park(conc_sched_t *s, conc_task_t *t)
 {
     int i;
     t->nargs = 0;
-    if (t->reason == CONC_WAIT_YIELD) {
+    if (t->reason == CONC_WAIT_YIELD) { /* only tasks: the top level yields by stepping */
         t->status = CONC_TASK_READY;
         conc_runq_push(&s->runq, t);
         return;
@@ -174,7 +179,8 @@ void conc_sched_wake(conc_sched_t *s, conc_task_t *t, int nres)
     unpark(s, t);
     t->nargs = nres;
     t->status = CONC_TASK_READY;
-    conc_runq_push(&s->runq, t); /* room was reserved when the task started */
+    if (t != &s->main) /* the top level is not queued: drive returns as soon as it is woken */
+        conc_runq_push(&s->runq, t); /* room was reserved when the task started */
 }
 
 void conc_sched_push_raise(lua_State *co, const char *msg)
@@ -239,7 +245,9 @@ int conc_sched_park(lua_State *L, conc_sched_t *s, conc_task_t *t, conc_reason_t
     int nres;
     t->reason = reason;
     if (t != &s->main) {
-        t->parking = 1;
+        /* the frame stays on the task's stack, the mark on top of it */
+        luaL_checkstack(L, 1, NULL);
+        lua_pushlightuserdata(L, PARK_MARK);
 #if CONC_HAVE_YIELDK
         return lua_yieldk(L, lua_gettop(L), (lua_KContext)lua_gettop(L), park_k);
 #else
@@ -438,8 +446,7 @@ static void run_task(lua_State *L, conc_sched_t *s, conc_task_t *t)
     s->current = NULL;
     s->switches++;
     if (st == LUA_YIELD) {
-        if (t->parking) {
-            t->parking = 0;
+        if (nres > 0 && lua_touserdata(t->co, -1) == PARK_MARK) {
             commit_park(s, t);
         } else {
             /* a raw coroutine.yield in a task: its values are dropped, and the task just
@@ -563,37 +570,37 @@ static conc_task_t *next_ready(conc_sched_t *s)
     return (conc_task_t *)conc_runq_pop(&s->runq);
 }
 
-/* Runs tasks, timers and I/O until the top level's pseudo-task comes out of the run queue.
- * Returns 0, or -1 with the deadlock message on L. Called only from the top level. */
+/* Runs tasks, timers and I/O until the top level's pseudo-task is woken, and returns at
+ * once then: when conc.run's main task returns, no other task runs again. Returns 0, or -1
+ * with the deadlock message on L. Called only from the top level. */
 static int drive(lua_State *L, conc_sched_t *s)
 {
+    conc_task_t *m = &s->main;
     unsigned tick = 0;
+    int rc = 0;
     s->driving = 1;
     s->L = L;
-    for (;;) {
-        while (s->runq.len > 0) {
-            conc_task_t *t = next_ready(s);
-            if (t == &s->main) {
-                t->status = CONC_TASK_RUNNING;
-                s->driving = 0;
-                s->L = NULL;
-                return 0;
-            }
-            run_task(L, s, t);
+    while (m->status != CONC_TASK_READY) {
+        if (s->runq.len > 0) {
+            run_task(L, s, next_ready(s));
             if ((++tick & 63) == 0) {
                 /* let timers and I/O in even while tasks keep each other busy */
                 fire_timers(L, s);
                 uv_run(s->loop, UV_RUN_NOWAIT);
             }
-        }
-        if (asleep(s)) {
-            s->driving = 0;
-            s->L = NULL;
+        } else if (asleep(s)) {
             push_deadlock(L);
-            return -1;
+            rc = -1;
+            break;
+        } else {
+            wait_events(L, s, -1);
         }
-        wait_events(L, s, -1);
     }
+    if (rc == 0)
+        m->status = CONC_TASK_RUNNING;
+    s->driving = 0;
+    s->L = NULL;
+    return rc;
 }
 
 int conc_sched_step(lua_State *L, conc_sched_t *s, double timeout)

@@ -89,8 +89,14 @@ static int l_now(lua_State *L)
 static int l_yield(lua_State *L)
 {
     conc_sched_t *s = conc_sched_get(L);
+    conc_task_t *t;
     conc_check_nargs(L, "yield", 0, 0);
-    return conc_sched_park(L, s, conc_sched_parker(L, s, "yield"), CONC_WAIT_YIELD);
+    t = conc_sched_parker(L, s, "yield");
+    if (t == &s->main) { /* the top level: the tasks ready now run once, as conc.step does */
+        conc_sched_step(L, s, 0);
+        return 0;
+    }
+    return conc_sched_park(L, s, t, CONC_WAIT_YIELD);
 }
 
 static int l_sleep(lua_State *L)

@@ -1,5 +1,6 @@
 --- Shared by the specs: what every spec file checks after each test.
 local conc = require "conc"
+local assert = require "luassert"
 
 local M = {}
 

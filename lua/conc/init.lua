@@ -53,8 +53,9 @@ core.set_hooks {
   make_error = function(raw, task, co)
     return errors.from_task(raw, task, co, core.site(task))
   end,
-  report = errors.report,
-  dump = M.dump,
+  -- looked up at each call, so that a replaced errors.report is the one used
+  report = function(err) return errors.report(err) end,
+  dump = function() return M.dump() end,
 }
 
 local function pack(...)
@@ -67,8 +68,9 @@ end
 -- to the scheduler and their results back.
 if core.puc51 then
   function M.pcall(fn, ...)
-    if core.self() == nil or type(fn) ~= "function" then return pcall(fn, ...) end
-    local co = coroutine.create(fn)
+    if core.self() == nil then return pcall(fn, ...) end
+    -- a Lua function around fn: 5.1's coroutine.create takes no C function or callable
+    local co = coroutine.create(function(...) return fn(...) end)
     local prev = core.exec(co)
     local r = pack(coroutine.resume(co, ...))
     while r[1] and coroutine.status(co) == "suspended" do
