@@ -485,6 +485,10 @@ end
 for _, p in ipairs(PEERS) do
   if #infos[p.id] > 0 then add(("- %s: %s"):format(p.label, table.concat(infos[p.id], "; "))) end
 end
+-- The maintainers' reading of the numbers (bench/NOTES.md, written by hand) comes with every
+-- report, so the table and its interpretation travel together.
+local nf = io.open("bench/NOTES.md")
+if nf then add("\n" .. nf:read("*a")); nf:close() end
 add("\n## Raw samples (one per process, in run order)\n")
 add(raw_lines())
 add("")

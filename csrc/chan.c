@@ -153,16 +153,14 @@ void conc_chan_discard(lua_State *L, conc_chan_t *c, int cidx)
     }
 }
 
-static void park_recv(lua_State *L, conc_task_t *t, conc_chan_t *c, int caseno)
+/* Pushes what recv returns for a conc_chan_tryrecv outcome r other than EMPTY (the value
+ * is already on top for CONC_RECV_VALUE). */
+static int push_recv(lua_State *L, int r)
 {
-    conc_waiter_t *w = conc_task_waiters(L, t, 1);
-    w->home = &c->recvq;
-    w->owner = t;
-    w->objslot = 1;
-    w->valslot = 0;
-    w->caseno = caseno;
-    w->op = CONC_OP_RECV;
-    t->nwait = 1;
+    if (r == CONC_RECV_CLOSED)
+        lua_pushnil(L);
+    lua_pushboolean(L, r == CONC_RECV_VALUE);
+    return 2;
 }
 
 static int l_chan(lua_State *L)
@@ -188,7 +186,6 @@ static int ch_send(lua_State *L)
     conc_sched_t *s = conc_sched_get(L);
     conc_chan_t *c = checkchan(L, 1, "ch:send");
     conc_task_t *t;
-    conc_waiter_t *w;
     if (lua_gettop(L) != 2) { /* the common case, (ch, v), needs no more checks */
         if (lua_gettop(L) < 2)
             return conc_error(L, "ch:send: bad argument #1 (value expected)");
@@ -204,14 +201,7 @@ static int ch_send(lua_State *L)
         return 1;
     }
     t = conc_sched_parker(L, s, "ch:send");
-    w = conc_task_waiters(L, t, 1);
-    w->home = &c->sendq;
-    w->owner = t;
-    w->objslot = 1;
-    w->valslot = 2;
-    w->caseno = 0;
-    w->op = CONC_OP_SEND;
-    t->nwait = 1;
+    conc_task_wait_on(L, t, &c->sendq, CONC_OP_SEND, 2, 0);
     return conc_sched_park(L, s, t, CONC_WAIT_SEND);
 }
 
@@ -220,23 +210,16 @@ static int ch_recv(lua_State *L)
     conc_sched_t *s = conc_sched_get(L);
     conc_chan_t *c = checkchan(L, 1, "ch:recv");
     conc_task_t *t;
+    int r;
     if (lua_gettop(L) != 1) {
         conc_check_nargs(L, "ch:recv", 1, 1);
         conc_check_noctx(L, 2, "ch:recv", 1);
     }
-    switch (conc_chan_tryrecv(L, s, c, 1)) {
-    case CONC_RECV_VALUE:
-        lua_pushboolean(L, 1);
-        return 2;
-    case CONC_RECV_CLOSED:
-        lua_pushnil(L);
-        lua_pushboolean(L, 0);
-        return 2;
-    default:
-        break;
-    }
+    r = conc_chan_tryrecv(L, s, c, 1);
+    if (r != CONC_RECV_EMPTY)
+        return push_recv(L, r);
     t = conc_sched_parker(L, s, "ch:recv");
-    park_recv(L, t, c, 0);
+    conc_task_wait_on(L, t, &c->recvq, CONC_OP_RECV, 0, 0);
     return conc_sched_park(L, s, t, CONC_WAIT_RECV);
 }
 
@@ -257,21 +240,15 @@ static int ch_try_send(lua_State *L)
 static int ch_try_recv(lua_State *L)
 {
     conc_chan_t *c = checkchan(L, 1, "ch:try_recv");
+    int r;
     conc_check_nargs(L, "ch:try_recv", 0, 1);
-    switch (conc_chan_tryrecv(L, conc_sched_get(L), c, 1)) {
-    case CONC_RECV_VALUE:
-        lua_pushboolean(L, 1);
-        return 2;
-    case CONC_RECV_CLOSED:
-        lua_pushnil(L);
-        lua_pushboolean(L, 0);
-        return 2;
-    default:
-        lua_pushnil(L);
-        lua_pushboolean(L, 0);
-        lua_pushliteral(L, "empty");
-        return 3;
-    }
+    r = conc_chan_tryrecv(L, conc_sched_get(L), c, 1);
+    if (r != CONC_RECV_EMPTY)
+        return push_recv(L, r);
+    lua_pushnil(L);
+    lua_pushboolean(L, 0);
+    lua_pushliteral(L, "empty");
+    return 3;
 }
 
 static int ch_close(lua_State *L)
@@ -335,7 +312,7 @@ static int ch_iter_next(lua_State *L)
                              "(use: while true do local v, ok = ch:recv() if not ok then break end ... end)");
 #endif
     t = conc_sched_parker(L, s, "ch:iter");
-    park_recv(L, t, c, ITER_CASE);
+    conc_task_wait_on(L, t, &c->recvq, CONC_OP_RECV, 0, ITER_CASE);
     return conc_sched_park(L, s, t, CONC_WAIT_RECV);
 }
 

@@ -155,6 +155,9 @@ void conc_sched_close(conc_sched_t *s, lua_State *L);
 double conc_sched_now(conc_sched_t *s);
 conc_task_t *conc_sched_parker(lua_State *L, conc_sched_t *s, const char *fname);
 conc_waiter_t *conc_task_waiters(lua_State *L, conc_task_t *t, int n);
+/* Describes a wait on one queue: the object is at stack index 1, a sender's value at
+ * valslot; caseno as in conc_waiter_t. */
+void conc_task_wait_on(lua_State *L, conc_task_t *t, conc_waitq_t *q, int op, int valslot, int caseno);
 int conc_sched_park(lua_State *L, conc_sched_t *s, conc_task_t *t, conc_reason_t reason);
 void conc_sched_wake(conc_sched_t *s, conc_task_t *t, int nres);
 void conc_sched_push_raise(lua_State *co, const char *msg);

@@ -144,6 +144,18 @@ conc_waiter_t *conc_task_waiters(lua_State *L, conc_task_t *t, int n)
     return t->waiters;
 }
 
+void conc_task_wait_on(lua_State *L, conc_task_t *t, conc_waitq_t *q, int op, int valslot, int caseno)
+{
+    conc_waiter_t *w = conc_task_waiters(L, t, 1);
+    w->home = q;
+    w->owner = t;
+    w->objslot = 1;
+    w->valslot = valslot;
+    w->caseno = caseno;
+    w->op = op;
+    t->nwait = 1;
+}
+
 /* Called once the task's yield succeeded (or, for the top level, before it drives). */
 static void commit_park(conc_sched_t *s, conc_task_t *t)
 {
@@ -646,7 +658,6 @@ static int l_run(lua_State *L)
 {
     conc_sched_t *s = conc_sched_get(L);
     conc_task_t *t, *m = &s->main;
-    conc_waiter_t *w;
     int nres, tidx, is_main;
     if (s->current != NULL || s->driving)
         return conc_error(L, "run: called from inside a task (only the top level can run the scheduler)");
@@ -659,15 +670,9 @@ static int l_run(lua_State *L)
     /* start fn(...) as a task, then park the top level in wait() on it */
     t = conc_task_spawn(L, s, 1, lua_gettop(L));
     tidx = lua_gettop(L);
-    m->nwait = 1;
     m->timed = 0;
-    w = conc_task_waiters(L, m, 1);
-    w->home = &t->joiners;
-    w->owner = m;
-    w->objslot = tidx;
-    w->valslot = 0;
-    w->caseno = 0;
-    w->op = CONC_OP_RECV;
+    conc_task_wait_on(L, m, &t->joiners, CONC_OP_RECV, 0, 0);
+    m->waiters[0].objslot = tidx;
     m->reason = CONC_WAIT_TASK;
     if (park_main(L, s, &nres) != 0) {
         conc_sched_abandon_all(s, L);

@@ -123,7 +123,6 @@ static int t_wait(lua_State *L)
 {
     conc_sched_t *s = conc_sched_get(L);
     conc_task_t *t = checktask(L, 1, "task:wait"), *me;
-    conc_waiter_t *w;
     conc_check_nargs(L, "task:wait", 1, 1);
     conc_check_noctx(L, 2, "task:wait", 1);
     if (t->status == CONC_TASK_DONE || t->status == CONC_TASK_FAILED)
@@ -131,14 +130,7 @@ static int t_wait(lua_State *L)
     if (t == s->current)
         return conc_error(L, "task:wait: a task cannot wait for itself");
     me = conc_sched_parker(L, s, "task:wait");
-    w = conc_task_waiters(L, me, 1);
-    w->home = &t->joiners;
-    w->owner = me;
-    w->objslot = 1;
-    w->valslot = 0;
-    w->caseno = 0;
-    w->op = CONC_OP_RECV;
-    me->nwait = 1;
+    conc_task_wait_on(L, me, &t->joiners, CONC_OP_RECV, 0, 0);
     return conc_sched_park(L, s, me, CONC_WAIT_TASK);
 }
 
