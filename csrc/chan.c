@@ -272,11 +272,19 @@ static int ch_close(lua_State *L)
     return 0;
 }
 
-static int ch_len(lua_State *L)
+/* __len: Lua passes the channel twice (5.2+), so no argument count is checked here. */
+static int ch_mlen(lua_State *L)
 {
-    conc_chan_t *c = checkchan(L, 1, "ch:len");
+    conc_chan_t *c = checkchan(L, 1, "ch:__len");
     lua_pushinteger(L, (lua_Integer)c->ring.len);
     return 1;
+}
+
+static int ch_len(lua_State *L)
+{
+    checkchan(L, 1, "ch:len");
+    conc_check_nargs(L, "ch:len", 0, 1);
+    return ch_mlen(L);
 }
 
 static int ch_cap(lua_State *L)
@@ -369,7 +377,7 @@ const luaL_Reg conc_chan_methods[] = {
 };
 
 const luaL_Reg conc_chan_metamethods[] = {
-    {"__len", ch_len},
+    {"__len", ch_mlen},
     {"__tostring", ch_tostring},
     {"__gc", ch_gc},
     {NULL, NULL}
