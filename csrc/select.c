@@ -84,6 +84,8 @@ static int l_select(lua_State *L)
             cs[k].c = (conc_chan_t *)conc_checkud(L, -1, CONC_UP_CHAN_MT);
             if (cs[k].c == NULL)
                 return conc_argerror(L, "select", i, i, "chan, conc.send(ch, v), conc.default or nil");
+            if (cs[k].c->recv_only)
+                return conc_error(L, "select: send on a receive-only channel (argument #%d)", i);
             lua_rawgeti(L, i, 2);
             cs[k].vslot = lua_gettop(L);
             cs[k].pos = i;

@@ -61,8 +61,8 @@ void conc_timer_fire(conc_sched_t *s, lua_State *L, conc_chan_t *c, double now)
         double next = c->tnode.deadline + c->period;
         if (next <= now)
             next += c->period * floor((now - next) / c->period + 1);
-        while (next <= now)
-            next += c->period;
+        if (next <= now) /* a period too small to move the clock still moves forward */
+            next = nextafter(now, INFINITY);
         c->tnode.deadline = next;
         conc_heap_push(&s->timers, &c->tnode); /* it was just removed: there is room */
     }
