@@ -12,9 +12,6 @@
 #include <string.h>
 #include "conc.h"
 
-/* A receive by the iterator of ch:iter(): results are just the value. */
-#define ITER_CASE (-1)
-
 static conc_chan_t *checkchan(lua_State *L, int idx, const char *fname)
 {
     conc_chan_t *c = (conc_chan_t *)conc_checkud(L, idx, CONC_UP_CHAN_MT);
@@ -52,8 +49,10 @@ conc_chan_t *conc_chan_new(lua_State *L, conc_sched_t *s, lua_Integer cap)
 static int push_received(lua_State *L, conc_waiter_t *w, int vidx)
 {
     lua_State *co = ((conc_task_t *)w->owner)->co;
+    if (w->caseno == CONC_CTX_CASE) /* only ever closed: the call's ctx ended */
+        return conc_ctx_push_failure((conc_task_t *)w->owner, w->objslot);
     lua_checkstack(co, 3);
-    if (w->caseno == ITER_CASE) {
+    if (w->caseno == CONC_ITER_CASE) {
         if (vidx != 0 && lua_isnil(L, vidx)) {
             conc_sched_push_raise(co, "conc: ch:iter: received nil, which would end the for loop "
                                       "(receive with ch:recv() to get nil values)");
@@ -185,12 +184,18 @@ static int ch_send(lua_State *L)
 {
     conc_sched_t *s = conc_sched_get(L);
     conc_chan_t *c = checkchan(L, 1, "ch:send");
+    conc_ctx_t *x = NULL;
     conc_task_t *t;
     if (lua_gettop(L) != 2) { /* the common case, (ch, v), needs no more checks */
         if (lua_gettop(L) < 2)
             return conc_error(L, "ch:send: bad argument #1 (value expected)");
         conc_check_nargs(L, "ch:send", 2, 1);
-        conc_check_noctx(L, 3, "ch:send", 2);
+        x = conc_ctx_opt(L, 3, "ch:send", 2);
+    }
+    if (conc_ctx_push_err_if_done(L, x, 3)) { /* D1 */
+        lua_pushnil(L);
+        lua_insert(L, -2);
+        return 2;
     }
     if (c->recv_only)
         return conc_error(L, "ch:send: send on a receive-only channel");
@@ -202,6 +207,7 @@ static int ch_send(lua_State *L)
     }
     t = conc_sched_parker(L, s, "ch:send");
     conc_task_wait_on(L, t, &c->sendq, CONC_OP_SEND, 2, 0);
+    conc_task_wait_ctx(L, t, x, 3);
     return conc_sched_park(L, s, t, CONC_WAIT_SEND);
 }
 
@@ -209,17 +215,26 @@ static int ch_recv(lua_State *L)
 {
     conc_sched_t *s = conc_sched_get(L);
     conc_chan_t *c = checkchan(L, 1, "ch:recv");
+    conc_ctx_t *x = NULL;
     conc_task_t *t;
     int r;
     if (lua_gettop(L) != 1) {
         conc_check_nargs(L, "ch:recv", 1, 1);
-        conc_check_noctx(L, 2, "ch:recv", 1);
+        x = conc_ctx_opt(L, 2, "ch:recv", 1);
+    }
+    if (conc_ctx_push_err_if_done(L, x, 2)) { /* D1 */
+        lua_pushnil(L);
+        lua_insert(L, -2);
+        lua_pushboolean(L, 0);
+        lua_insert(L, -2);
+        return 3;
     }
     r = conc_chan_tryrecv(L, s, c, 1);
     if (r != CONC_RECV_EMPTY)
         return push_recv(L, r);
     t = conc_sched_parker(L, s, "ch:recv");
     conc_task_wait_on(L, t, &c->recvq, CONC_OP_RECV, 0, 0);
+    conc_task_wait_ctx(L, t, x, 2);
     return conc_sched_park(L, s, t, CONC_WAIT_RECV);
 }
 
@@ -251,24 +266,28 @@ static int ch_try_recv(lua_State *L)
     return 3;
 }
 
-static int ch_close(lua_State *L)
+/* Closes c (not closed yet): every receiver gets (nil, false), every sender raises. */
+void conc_chan_close(lua_State *L, conc_sched_t *s, conc_chan_t *c)
 {
-    conc_sched_t *s = conc_sched_get(L);
-    conc_chan_t *c = checkchan(L, 1, "ch:close");
     conc_waiter_t *w;
-    conc_check_nargs(L, "ch:close", 0, 1);
-    if (c->recv_only)
-        return conc_error(L, "ch:close: close of a receive-only channel");
-    if (c->closed)
-        return conc_error(L, "close of closed channel");
     c->closed = 1;
-    /* every receiver gets (nil, false); every sender raises; none is left behind */
     while ((w = conc_waitq_pop(&c->recvq)) != NULL)
         conc_sched_wake(s, (conc_task_t *)w->owner, push_received(L, w, 0));
     while ((w = conc_waitq_pop(&c->sendq)) != NULL) {
         conc_sched_push_raise(((conc_task_t *)w->owner)->co, "conc: send on closed channel");
         conc_sched_wake(s, (conc_task_t *)w->owner, 2);
     }
+}
+
+static int ch_close(lua_State *L)
+{
+    conc_chan_t *c = checkchan(L, 1, "ch:close");
+    conc_check_nargs(L, "ch:close", 0, 1);
+    if (c->recv_only)
+        return conc_error(L, "ch:close: close of a receive-only channel");
+    if (c->closed)
+        return conc_error(L, "close of closed channel");
+    conc_chan_close(L, conc_sched_get(L), c);
     return 0;
 }
 
@@ -300,9 +319,13 @@ static int ch_iter_next(lua_State *L)
 {
     conc_sched_t *s = conc_sched_get(L);
     conc_chan_t *c = (conc_chan_t *)lua_touserdata(L, lua_upvalueindex(CONC_NUP + 1));
+    conc_ctx_t *x = (conc_ctx_t *)lua_touserdata(L, lua_upvalueindex(CONC_NUP + 2));
     conc_task_t *t;
     lua_settop(L, 0);
     lua_pushvalue(L, lua_upvalueindex(CONC_NUP + 1));
+    lua_pushvalue(L, lua_upvalueindex(CONC_NUP + 2));
+    if (x != NULL && x->done) /* the loop ends once the ctx is done */
+        return 0;
     switch (conc_chan_tryrecv(L, s, c, 1)) {
     case CONC_RECV_VALUE:
         if (lua_isnil(L, -1))
@@ -320,7 +343,8 @@ static int ch_iter_next(lua_State *L)
                              "(use: while true do local v, ok = ch:recv() if not ok then break end ... end)");
 #endif
     t = conc_sched_parker(L, s, "ch:iter");
-    conc_task_wait_on(L, t, &c->recvq, CONC_OP_RECV, 0, ITER_CASE);
+    conc_task_wait_on(L, t, &c->recvq, CONC_OP_RECV, 0, CONC_ITER_CASE);
+    conc_task_wait_ctx(L, t, x, 2);
     return conc_sched_park(L, s, t, CONC_WAIT_RECV);
 }
 
@@ -329,7 +353,7 @@ static int ch_iter(lua_State *L)
     int i;
     checkchan(L, 1, "ch:iter");
     conc_check_nargs(L, "ch:iter", 1, 1);
-    conc_check_noctx(L, 2, "ch:iter", 1);
+    conc_ctx_opt(L, 2, "ch:iter", 1);
     lua_settop(L, 2);
     for (i = 1; i <= CONC_NUP; i++)
         lua_pushvalue(L, lua_upvalueindex(i));

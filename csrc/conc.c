@@ -77,13 +77,6 @@ double conc_checkduration(lua_State *L, int idx, const char *fname, int arg)
     return (double)d;
 }
 
-/* Contexts come with the contexts issue; until then a ctx argument must be nil. */
-void conc_check_noctx(lua_State *L, int idx, const char *fname, int arg)
-{
-    if (!lua_isnoneornil(L, idx))
-        conc_argerror(L, fname, arg, idx, "ctx");
-}
-
 /* Pushes the Lua function that called the running C function (nil when none) and sets
  * *line to the line of that call: where a task or channel was made, resolved lazily. */
 void conc_push_site(lua_State *L, int *line)
@@ -167,11 +160,12 @@ int luaopen_conc_core(lua_State *L)
     conc_compat_setuv(L, 1, CONC_SCHED_UV_TIMERS);
     lua_newtable(L);
     conc_compat_setuv(L, 1, CONC_SCHED_UV_POOL);
-    /* 2..5: the metatables, 6: conc.default */
+    /* 2..6: the metatables, 7: conc.default */
     new_type(L, CONC_CHAN_T);
     new_type(L, CONC_TASK_T);
     new_type(L, CONC_TIMER_T);
     new_type(L, CONC_SENDCASE_T);
+    new_type(L, CONC_CTX_T);
     lua_newtable(L);
     lua_newtable(L);
     lua_pushcfunction(L, default_tostring);
@@ -182,6 +176,7 @@ int luaopen_conc_core(lua_State *L)
     fill_type(L, CONC_UP_CHAN_MT, conc_chan_methods, conc_chan_metamethods);
     fill_type(L, CONC_UP_TASK_MT, conc_task_methods, conc_task_metamethods);
     fill_type(L, CONC_UP_TIMER_MT, conc_timer_methods, conc_timer_metamethods);
+    fill_type(L, CONC_UP_CTX_MT, conc_ctx_methods, conc_ctx_metamethods);
     /* the module */
     lua_newtable(L);
     add_funcs(L, conc_sched_funcs);
@@ -189,6 +184,7 @@ int luaopen_conc_core(lua_State *L)
     add_funcs(L, conc_chan_funcs);
     add_funcs(L, conc_select_funcs);
     add_funcs(L, conc_timer_funcs);
+    add_funcs(L, conc_ctx_funcs);
     lua_pushvalue(L, CONC_UP_DEFAULT);
     lua_setfield(L, -2, "default");
     lua_pushboolean(L, CONC_HAVE_YIELDK);

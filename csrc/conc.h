@@ -30,6 +30,7 @@
 #define CONC_TASK_T "conc.task"
 #define CONC_TIMER_T "conc.timer"
 #define CONC_SENDCASE_T "conc.sendcase"
+#define CONC_CTX_T "conc.ctx"
 
 /* Upvalues of every conc.core function and method. */
 enum conc_upvalue {
@@ -38,19 +39,32 @@ enum conc_upvalue {
     CONC_UP_TASK_MT,
     CONC_UP_TIMER_MT,
     CONC_UP_SENDCASE_MT,
+    CONC_UP_CTX_MT,
     CONC_UP_DEFAULT,
     CONC_NUP = CONC_UP_DEFAULT
 };
 
 /* User value slots of the scheduler, tasks and channels. */
-enum { CONC_SCHED_UV_HOLDER = 1, CONC_SCHED_UV_HOOKS, CONC_SCHED_UV_TIMERS, CONC_SCHED_UV_POOL, CONC_SCHED_NUV = 4 };
+enum {
+    CONC_SCHED_UV_HOLDER = 1, /* the top level's holder thread */
+    CONC_SCHED_UV_HOOKS,      /* functions and values set by init.lua (core.set_hooks) */
+    CONC_SCHED_UV_TIMERS,     /* weak: light userdata of a heap node's owner -> its object */
+    CONC_SCHED_UV_POOL,       /* idle coroutines */
+    CONC_SCHED_UV_BACKGROUND, /* conc.background(), made on first use */
+    CONC_SCHED_NUV = 5
+};
 enum { CONC_TASK_UV_CO = 1, CONC_TASK_UV_SITE, CONC_TASK_UV_NAME, CONC_TASK_NUV = 3 };
-enum { CONC_CHAN_UV_BUF = 1, CONC_CHAN_UV_SITE, CONC_CHAN_NUV = 2 };
+/* OWNER: the ctx whose done channel this is, kept alive by it */
+enum { CONC_CHAN_UV_BUF = 1, CONC_CHAN_UV_SITE, CONC_CHAN_UV_OWNER, CONC_CHAN_NUV = 3 };
 
 enum { CONC_OP_RECV = 1, CONC_OP_SEND = 2 };
 
 /* What owns a heap node. */
-enum { CONC_HEAP_SLEEP = 1, CONC_HEAP_TIMER = 2 };
+enum { CONC_HEAP_SLEEP = 1, CONC_HEAP_TIMER = 2, CONC_HEAP_CTX = 3 };
+
+/* Special waiter case numbers: the iterator of ch:iter(), and the wait on a ctx's done. */
+#define CONC_ITER_CASE (-1)
+#define CONC_CTX_CASE (-2)
 
 typedef enum {
     CONC_TASK_READY,
@@ -110,6 +124,14 @@ typedef struct conc_chan {
     double period;          /* a ticker's period; 0 for a one-shot timer */
 } conc_chan_t;
 
+typedef struct conc_ctx {
+    conc_chan_t *donech;    /* closed when the ctx is cancelled */
+    int done;               /* cancelled (err and cause are set) */
+    int cancellable;        /* 0 for conc.background(): never done */
+    double deadline;        /* HUGE_VAL when none */
+    conc_heap_node_t tnode; /* the deadline, when this ctx set one */
+} conc_ctx_t;
+
 struct conc_sched {
     uv_loop_t *loop;
     uv_timer_t *wake;      /* armed for the earliest deadline while the loop waits */
@@ -141,7 +163,6 @@ const char *conc_typename(lua_State *L, int idx);
 void *conc_checkud(lua_State *L, int idx, int mt_upvalue);
 void conc_push_site(lua_State *L, int *line);
 double conc_checkduration(lua_State *L, int idx, const char *fname, int arg);
-void conc_check_noctx(lua_State *L, int idx, const char *fname, int arg);
 uint64_t conc_rand(conc_sched_t *s);
 
 static inline conc_sched_t *conc_sched_get(lua_State *L)
@@ -182,9 +203,20 @@ conc_chan_t *conc_chan_new(lua_State *L, conc_sched_t *s, lua_Integer cap);
 int conc_chan_trysend(lua_State *L, conc_sched_t *s, conc_chan_t *c, int cidx, int vidx);
 int conc_chan_tryrecv(lua_State *L, conc_sched_t *s, conc_chan_t *c, int cidx);
 void conc_chan_discard(lua_State *L, conc_chan_t *c, int cidx);
+void conc_chan_close(lua_State *L, conc_sched_t *s, conc_chan_t *c);
 extern const luaL_Reg conc_chan_funcs[];
 extern const luaL_Reg conc_chan_methods[];
 extern const luaL_Reg conc_chan_metamethods[];
+
+/* ctx.c */
+conc_ctx_t *conc_ctx_opt(lua_State *L, int idx, const char *fname, int arg);
+int conc_ctx_push_err_if_done(lua_State *L, conc_ctx_t *x, int idx);
+void conc_task_wait_ctx(lua_State *L, conc_task_t *t, conc_ctx_t *x, int ctxslot);
+int conc_ctx_push_failure(conc_task_t *t, int ctxslot);
+void conc_ctx_fire(conc_sched_t *s, lua_State *L, conc_ctx_t *x);
+extern const luaL_Reg conc_ctx_funcs[];
+extern const luaL_Reg conc_ctx_methods[];
+extern const luaL_Reg conc_ctx_metamethods[];
 
 /* select.c */
 extern const luaL_Reg conc_select_funcs[];

@@ -130,16 +130,18 @@ conc_task_t *conc_sched_parker(lua_State *L, conc_sched_t *s, const char *fname)
 conc_waiter_t *conc_task_waiters(lua_State *L, conc_task_t *t, int n)
 {
     int i;
-    if (n > t->wcap) {
-        conc_waiter_t *w = malloc((size_t)n * sizeof *w);
+    if (n > t->wcap) { /* none is linked yet: the ones described so far are copied */
+        int cap = n < 4 ? 4 : n;
+        conc_waiter_t *w = malloc((size_t)cap * sizeof *w);
         if (w == NULL)
             conc_error(L, "out of memory");
+        memcpy(w, t->waiters, (size_t)t->nwait * sizeof *w);
         if (t->waiters != &t->w1)
             free(t->waiters);
         t->waiters = w;
-        t->wcap = n;
+        t->wcap = cap;
     }
-    for (i = 0; i < n; i++)
+    for (i = t->nwait; i < n; i++)
         t->waiters[i].q = NULL;
     return t->waiters;
 }
@@ -503,8 +505,10 @@ static void fire_timers(lua_State *L, conc_sched_t *s)
             lua_checkstack(t->co, 1);
             lua_pushboolean(t->co, 1);
             conc_sched_wake(s, t, 1);
-        } else {
+        } else if (n->kind == CONC_HEAP_TIMER) {
             conc_timer_fire(s, L, conc_container_of(n, conc_chan_t, tnode), now);
+        } else {
+            conc_ctx_fire(s, L, conc_container_of(n, conc_ctx_t, tnode));
         }
     }
 }

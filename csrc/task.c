@@ -102,11 +102,17 @@ static int l_yield(lua_State *L)
 static int l_sleep(lua_State *L)
 {
     conc_sched_t *s = conc_sched_get(L);
+    conc_ctx_t *x;
     conc_task_t *t;
     double d;
     conc_check_nargs(L, "sleep", 2, 0);
     d = conc_checkduration(L, 1, "sleep", 1);
-    conc_check_noctx(L, 2, "sleep", 2);
+    x = conc_ctx_opt(L, 2, "sleep", 2);
+    if (conc_ctx_push_err_if_done(L, x, 2)) { /* D1 */
+        lua_pushnil(L);
+        lua_insert(L, -2);
+        return 2;
+    }
     if (d <= 0) { /* T5: returns at once */
         lua_pushboolean(L, 1);
         return 1;
@@ -116,6 +122,7 @@ static int l_sleep(lua_State *L)
     t = conc_sched_parker(L, s, "sleep");
     t->timer.deadline = conc_sched_now(s) + d;
     t->timed = 1;
+    conc_task_wait_ctx(L, t, x, 2);
     return conc_sched_park(L, s, t, CONC_WAIT_SLEEP);
 }
 
@@ -123,14 +130,21 @@ static int t_wait(lua_State *L)
 {
     conc_sched_t *s = conc_sched_get(L);
     conc_task_t *t = checktask(L, 1, "task:wait"), *me;
+    conc_ctx_t *x;
     conc_check_nargs(L, "task:wait", 1, 1);
-    conc_check_noctx(L, 2, "task:wait", 1);
+    x = conc_ctx_opt(L, 2, "task:wait", 1);
+    if (conc_ctx_push_err_if_done(L, x, 2)) { /* D1 */
+        lua_pushnil(L);
+        lua_insert(L, -2);
+        return 2;
+    }
     if (t->status == CONC_TASK_DONE || t->status == CONC_TASK_FAILED)
         return conc_task_outcome(L, t, 1, L);
     if (t == s->current)
         return conc_error(L, "task:wait: a task cannot wait for itself");
     me = conc_sched_parker(L, s, "task:wait");
     conc_task_wait_on(L, me, &t->joiners, CONC_OP_RECV, 0, 0);
+    conc_task_wait_ctx(L, me, x, 2);
     return conc_sched_park(L, s, me, CONC_WAIT_TASK);
 }
 

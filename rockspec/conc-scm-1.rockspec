@@ -23,7 +23,7 @@ build = {
       ["conc.core"] = {
          sources = {
             "csrc/chan.c", "csrc/conc.c", "csrc/heap.c", "csrc/runq.c",
-            "csrc/sched.c", "csrc/select.c", "csrc/task.c", "csrc/timer.c",
+            "csrc/sched.c", "csrc/select.c", "csrc/task.c", "csrc/timer.c", "csrc/ctx.c",
          },
          defines = { "_GNU_SOURCE" },
          incdirs = { "csrc", "$(LIBUV_INCDIR)" },

@@ -45,6 +45,12 @@ function M.from_task(raw, task, co, site)
   return err
 end
 
+--- The errors of a context that ended (ctx:err()): cancelled, or its deadline passed.
+M.canceled = setmetatable({ message = "context canceled", kind = "canceled" }, Error)
+M.deadline_exceeded = setmetatable({
+  message = "context deadline exceeded", kind = "deadline_exceeded", transient = true,
+}, Error)
+
 --- Writes an error nobody waits for to stderr, at once.
 function M.report(err)
   io.stderr:write("conc: unhandled error: ", tostring(err), "\n")

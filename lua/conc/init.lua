@@ -13,6 +13,7 @@ local unpack = table.unpack or unpack
 for _, name in ipairs {
   "go", "run", "yield", "sleep", "now", "self", "step", "stats", "seed", "virtual_time",
   "chan", "select", "send", "after", "timer", "ticker",
+  "background", "with_cancel", "with_deadline", "with_timeout",
 } do
   M[name] = core[name]
 end
@@ -56,6 +57,8 @@ core.set_hooks {
   -- looked up at each call, so that a replaced errors.report is the one used
   report = function(err) return errors.report(err) end,
   dump = function() return M.dump() end,
+  canceled = errors.canceled,
+  deadline_exceeded = errors.deadline_exceeded,
 }
 
 local function pack(...)
