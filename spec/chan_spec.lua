@@ -1,6 +1,6 @@
 --- Channels: conc.chan and the channel methods (send, recv, try_send, try_recv, close, len,
 -- cap, #ch, iter, tostring), rules C1-C27 of SEMANTICS.md section 1 and D2.
--- The ctx parts of C21-C24 wait for contexts (any ctx argument is rejected for now).
+-- The ctx parts of C21-C24 (and D1, D9) are in ctx_spec.lua.
 local conc = require "conc"
 local support = require "support"
 

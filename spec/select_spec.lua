@@ -1,7 +1,7 @@
 --- select: conc.select, conc.send (send cases) and conc.default, rules S1-S12 of SEMANTICS.md
 -- section 2 and decision D8.
--- S12's ctx:done() case waits for contexts (any ctx is rejected for now): here S12 covers
--- conc.after(d), a timer's t:chan() and a ticker's t:chan().
+-- S12 with ctx:done() is in ctx_spec.lua; here S12 covers conc.after(d), a timer's t:chan()
+-- and a ticker's t:chan().
 -- The statistical specs (S2, S5, S6/D8, S9) run with a fixed seed given to conc.seed, which
 -- drives select's choice among ready cases (and the asan build's run-queue shuffle); each
 -- prints its seed, so a failure can be replayed.
