@@ -188,6 +188,9 @@ void conc_sched_spawned(conc_sched_t *s, conc_task_t *t);
 void conc_sched_abandon_all(conc_sched_t *s, lua_State *L);
 int conc_sched_step(lua_State *L, conc_sched_t *s, double timeout);
 void conc_push_task(lua_State *L, conc_task_t *t);
+void conc_push_hook(lua_State *L, const char *name);
+void conc_sched_track(lua_State *L, const void *owner, int idx);
+int conc_sched_find(lua_State *L, const void *owner);
 int conc_task_outcome(lua_State *L, conc_task_t *t, int tidx, lua_State *to);
 extern const luaL_Reg conc_sched_funcs[];
 

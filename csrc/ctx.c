@@ -45,13 +45,6 @@ conc_ctx_t *conc_ctx_opt(lua_State *L, int idx, const char *fname, int arg)
     return x;
 }
 
-static void push_hook(lua_State *L, const char *name)
-{
-    conc_compat_getuv(L, lua_upvalueindex(CONC_UP_SCHED), CONC_SCHED_UV_HOOKS);
-    lua_getfield(L, -1, name);
-    lua_remove(L, -2);
-}
-
 /* Cancels the ctx at idx with the error at erridx and the cause at causeidx (nil: the
  * error), then its children, and unlinks it from its parent. */
 static void cancel(lua_State *L, conc_sched_t *s, int idx, int erridx, int causeidx)
@@ -146,7 +139,7 @@ static int l_cancel(lua_State *L)
     conc_check_nargs(L, "cancel", 1, 0);
     lua_settop(L, 1);
     lua_pushvalue(L, lua_upvalueindex(CONC_NUP + 1));
-    push_hook(L, "canceled");
+    conc_push_hook(L, "canceled");
     cancel(L, conc_sched_get(L), 2, 3, 1);
     return 0;
 }
@@ -199,18 +192,14 @@ static int with_deadline(lua_State *L, const char *fname, double t)
     lua_pushvalue(L, 3);
     conc_compat_setuv(L, idx, UV_CAUSE); /* the cause given for the deadline, until done */
     if (t <= conc_sched_now(s)) {
-        push_hook(L, "deadline_exceeded");
+        conc_push_hook(L, "deadline_exceeded");
         cancel(L, s, idx, idx + 1, 3);
         lua_pop(L, 1);
         return push_cancel(L, idx);
     }
     if (conc_heap_reserve(&s->timers, s->timers.len + 1) != 0)
         return conc_error(L, "%s: out of memory", fname);
-    conc_compat_getuv(L, lua_upvalueindex(CONC_UP_SCHED), CONC_SCHED_UV_TIMERS);
-    lua_pushlightuserdata(L, x);
-    lua_pushvalue(L, idx);
-    lua_rawset(L, -3);
-    lua_pop(L, 1);
+    conc_sched_track(L, x, idx);
     x->tnode.deadline = t;
     conc_heap_push(&s->timers, &x->tnode);
     return push_cancel(L, idx);
@@ -236,13 +225,10 @@ static int l_with_timeout(lua_State *L)
 void conc_ctx_fire(conc_sched_t *s, lua_State *L, conc_ctx_t *x)
 {
     int top = lua_gettop(L);
-    conc_compat_getuv(L, lua_upvalueindex(CONC_UP_SCHED), CONC_SCHED_UV_TIMERS);
-    lua_pushlightuserdata(L, x);
-    lua_rawget(L, -2);
-    if (!lua_isnil(L, -1)) { /* nil: being collected */
-        push_hook(L, "deadline_exceeded");
-        conc_compat_getuv(L, top + 2, UV_CAUSE);
-        cancel(L, s, top + 2, top + 3, top + 4);
+    if (conc_sched_find(L, x)) { /* else: being collected */
+        conc_push_hook(L, "deadline_exceeded");
+        conc_compat_getuv(L, top + 1, UV_CAUSE);
+        cancel(L, s, top + 1, top + 2, top + 3);
     }
     lua_settop(L, top);
 }

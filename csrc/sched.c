@@ -6,8 +6,8 @@
  * - A task is live from conc.go until it returns, fails or is abandoned. While live it is
  *   on s->live and holds a registry ref to its userdata (released at that end), so a parked
  *   task is never collected.
- * - A task is in the run queue exactly while its status is ready. Only the top level's
- *   pseudo-task (s->main) and live tasks are ever queued.
+ * - A task is in the run queue exactly while its status is ready. Only live tasks are
+ *   queued; the top level never is: drive returns as soon as it is woken.
  * - A parked task's stack holds, at indices 1..n, the arguments of the call that parked it
  *   (a task yields its whole frame; the top level copies its frame to a holder thread).
  *   Waiters name the slots of the object and of a sender's value, so values in flight
@@ -96,11 +96,39 @@ void conc_push_task(lua_State *L, conc_task_t *t)
     lua_rawgeti(L, LUA_REGISTRYINDEX, t->ref);
 }
 
-static void push_hook(lua_State *L, const char *name)
+/* Pushes hooks[name] (set by init.lua). Only from a conc.core function (its upvalues). */
+void conc_push_hook(lua_State *L, const char *name)
 {
     conc_compat_getuv(L, lua_upvalueindex(CONC_UP_SCHED), CONC_SCHED_UV_HOOKS);
     lua_getfield(L, -1, name);
     lua_remove(L, -2);
+}
+
+/* The owner of a heap node (a timer channel, a ctx) is found from the node through a
+ * weak table: a pending deadline must not keep its object alive. */
+void conc_sched_track(lua_State *L, const void *owner, int idx)
+{
+    idx = idx < 0 ? lua_gettop(L) + idx + 1 : idx;
+    conc_compat_getuv(L, lua_upvalueindex(CONC_UP_SCHED), CONC_SCHED_UV_TIMERS);
+    lua_pushlightuserdata(L, (void *)(uintptr_t)owner);
+    lua_pushvalue(L, idx);
+    lua_rawset(L, -3);
+    lua_pop(L, 1);
+}
+
+/* Pushes the object tracked for owner; returns 0 (and pushes nothing) when it is gone or
+ * being collected. */
+int conc_sched_find(lua_State *L, const void *owner)
+{
+    conc_compat_getuv(L, lua_upvalueindex(CONC_UP_SCHED), CONC_SCHED_UV_TIMERS);
+    lua_pushlightuserdata(L, (void *)(uintptr_t)owner);
+    lua_rawget(L, -2);
+    lua_remove(L, -2);
+    if (lua_isnil(L, -1)) {
+        lua_pop(L, 1);
+        return 0;
+    }
+    return 1;
 }
 
 /* --- parking and waking ------------------------------------------------------------ */
@@ -402,7 +430,7 @@ static void finish(lua_State *L, conc_sched_t *s, conc_task_t *t, int nres, int 
     if (failed) {
         /* hooks.make_error(raw, task, co) builds the conc error; the raw value stays the
          * error if the hook is missing or fails */
-        push_hook(L, "make_error");
+        conc_push_hook(L, "make_error");
         lua_checkstack(t->co, 2);
         lua_pushvalue(t->co, -1);
         lua_xmove(t->co, L, 1);
@@ -427,7 +455,7 @@ static void finish(lua_State *L, conc_sched_t *s, conc_task_t *t, int nres, int 
         t->nres = nres;
     }
     if (failed && t->joiners.head == NULL) {
-        push_hook(L, "report");
+        conc_push_hook(L, "report");
         if (lua_isfunction(L, -1)) {
             lua_checkstack(t->co, 1);
             lua_pushvalue(t->co, -1);
@@ -566,7 +594,7 @@ static int asleep(conc_sched_t *s)
 static void push_deadlock(lua_State *L)
 {
     lua_pushliteral(L, "conc: all tasks are asleep - deadlock!");
-    push_hook(L, "dump");
+    conc_push_hook(L, "dump");
     if (lua_isfunction(L, -1) && lua_pcall(L, 0, 1, 0) == 0 && lua_isstring(L, -1)) {
         lua_pushliteral(L, "\n\n");
         lua_insert(L, -2);

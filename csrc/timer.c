@@ -33,11 +33,7 @@ static conc_chan_t *new_timer_chan(lua_State *L, conc_sched_t *s, double d, doub
     conc_chan_t *c = conc_chan_new(L, s, 1);
     c->recv_only = 1;
     c->period = period;
-    conc_compat_getuv(L, lua_upvalueindex(CONC_UP_SCHED), CONC_SCHED_UV_TIMERS);
-    lua_pushlightuserdata(L, c);
-    lua_pushvalue(L, -3);
-    lua_rawset(L, -3);
-    lua_pop(L, 1);
+    conc_sched_track(L, c, -1);
     arm(L, s, c, d);
     return c;
 }
@@ -45,17 +41,12 @@ static conc_chan_t *new_timer_chan(lua_State *L, conc_sched_t *s, double d, doub
 void conc_timer_fire(conc_sched_t *s, lua_State *L, conc_chan_t *c, double now)
 {
     int cidx;
-    conc_compat_getuv(L, lua_upvalueindex(CONC_UP_SCHED), CONC_SCHED_UV_TIMERS);
-    lua_pushlightuserdata(L, c);
-    lua_rawget(L, -2);
-    if (lua_isnil(L, -1)) { /* being collected */
-        lua_pop(L, 2);
+    if (!conc_sched_find(L, c)) /* being collected */
         return;
-    }
     cidx = lua_gettop(L);
     lua_pushnumber(L, now);
     conc_chan_trysend(L, s, c, cidx, cidx + 1);
-    lua_pop(L, 3);
+    lua_pop(L, 2);
     if (c->period > 0) {
         /* the next tick stays on the phase of the start, skipping the ones missed */
         double next = c->tnode.deadline + c->period;
