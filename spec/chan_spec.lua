@@ -3,12 +3,9 @@
 -- The ctx parts of C21-C24 (and D1, D9) are in ctx_spec.lua.
 local conc = require "conc"
 local support = require "support"
+local settle, parked, starts_with, pack = support.settle, support.parked, support.starts_with, support.pack
 
 local unpack = table.unpack or unpack
-
-local function pack(...)
-  return { n = select("#", ...), ... }
-end
 
 local DEADLOCK = "conc: all tasks are asleep - deadlock!"
 local CLOSED_SEND = "conc: send on closed channel"
@@ -17,26 +14,6 @@ local ITER_NIL = "conc: ch:iter: received nil, which would end the for loop "
 local ITER_51 = "conc: ch:iter: cannot block inside a for-in loop on Lua 5.1 "
   .. "(use: while true do local v, ok = ch:recv() if not ok then break end ... end)"
 
-local function starts_with(s, prefix)
-  return type(s) == "string" and s:sub(1, #prefix) == prefix
-end
-
---- Yields until every task given is blocked or finished (bounded, so a bug fails rather
--- than hangs). Orders events without sleeping.
-local function settle(...)
-  local tasks = { ... }
-  for _ = 1, 10000 do
-    local all = true
-    for _, t in ipairs(tasks) do
-      local st = t:status()
-      if st == "ready" or st == "running" then all = false end
-    end
-    if all then return end
-    conc.yield()
-  end
-  error("settle: the tasks never blocked")
-end
-
 --- Yields until n tasks are blocked (for many tasks, where settle would be quadratic).
 local function settle_n(n)
   for _ = 1, 10000 do
@@ -44,13 +21,6 @@ local function settle_n(n)
     conc.yield()
   end
   error("settle_n: the tasks never blocked")
-end
-
---- Starts fn(...) as a task and returns it once it is blocked (or done).
-local function parked(fn, ...)
-  local t = conc.go(fn, ...)
-  settle(t)
-  return t
 end
 
 local function count(t)

@@ -4,22 +4,8 @@
 -- time, so nothing sleeps.
 local conc = require "conc"
 local support = require "support"
+local settle = support.settle
 local errors = conc.errors
-
---- Yields until every task given is blocked or finished (bounded: a bug fails, not hangs).
-local function settle(...)
-  local tasks = { ... }
-  for _ = 1, 10000 do
-    local all = true
-    for _, t in ipairs(tasks) do
-      local st = t:status()
-      if st == "ready" or st == "running" then all = false end
-    end
-    if all then return end
-    conc.yield()
-  end
-  error("settle: the tasks never blocked")
-end
 
 describe("ctx", function()
   after_each(function()

@@ -7,48 +7,18 @@
 -- prints its seed, so a failure can be replayed.
 local conc = require "conc"
 local support = require "support"
+local settle, parked, starts_with, pack = support.settle, support.parked, support.starts_with, support.pack
 
 local unpack = table.unpack or unpack
-
-local function pack(...)
-  return { n = select("#", ...), ... }
-end
 
 local DEADLOCK = "conc: all tasks are asleep - deadlock!"
 local CLOSED_SEND = "conc: send on closed channel"
 local BAD_CASE = "chan, conc.send(ch, v), conc.default or nil expected, got "
 
-local function starts_with(s, prefix)
-  return type(s) == "string" and s:sub(1, #prefix) == prefix
-end
-
 --- Seeds select's random choice, printing the seed so that a failure can be replayed.
 local function seed(name, n)
   print(("select_spec %s: conc.seed(%d)"):format(name, n))
   conc.seed(n)
-end
-
---- Yields until every task given is blocked or finished (bounded, so a bug fails rather
--- than hangs). Orders events without sleeping.
-local function settle(...)
-  local tasks = { ... }
-  for _ = 1, 10000 do
-    local all = true
-    for _, t in ipairs(tasks) do
-      local st = t:status()
-      if st == "ready" or st == "running" then all = false end
-    end
-    if all then return end
-    conc.yield()
-  end
-  error("settle: the tasks never blocked")
-end
-
---- Starts fn(...) as a task and returns it once it is blocked (or done).
-local function parked(fn, ...)
-  local t = conc.go(fn, ...)
-  settle(t)
-  return t
 end
 
 --- A channel of capacity 1 holding v.

@@ -10,14 +10,11 @@
 -- failure with CONC_STRESS_SEED=<seed>; CONC_STRESS_VERBOSE=1 prints the counts of the run.
 local conc = require "conc"
 local support = require "support"
+local pack = support.pack
 
 local unpack = table.unpack or unpack
 
 local SEED = tonumber(os.getenv("CONC_STRESS_SEED") or "") or 20240601
-
-local function pack(...)
-  return { n = select("#", ...), ... }
-end
 
 local CLOSED = "conc: send on closed channel"
 

@@ -20,6 +20,37 @@ function M.error_of(fn, ...)
   return type(err) == "string" and err or tostring(err)
 end
 
+function M.pack(...)
+  return { n = select("#", ...), ... }
+end
+
+function M.starts_with(s, prefix)
+  return type(s) == "string" and s:sub(1, #prefix) == prefix
+end
+
+--- Yields until every task given is blocked or finished (bounded, so a bug fails rather
+-- than hangs). Orders events without sleeping.
+function M.settle(...)
+  local tasks = { ... }
+  for _ = 1, 10000 do
+    local all = true
+    for _, t in ipairs(tasks) do
+      local st = t:status()
+      if st == "ready" or st == "running" then all = false end
+    end
+    if all then return end
+    conc.yield()
+  end
+  error("settle: the tasks never blocked")
+end
+
+--- Starts fn(...) as a task and returns it once it is blocked (or done).
+function M.parked(fn, ...)
+  local t = conc.go(fn, ...)
+  M.settle(t)
+  return t
+end
+
 --- The interpreter: "Lua 5.4", "Lua 5.1", "LuaJIT", ...
 M.interpreter = (jit and "LuaJIT") or _VERSION
 M.puc51 = _VERSION == "Lua 5.1" and not jit

@@ -5,12 +5,9 @@
 local conc = require "conc"
 local errors = require "conc.errors"
 local support = require "support"
+local settle, starts_with, pack = support.settle, support.starts_with, support.pack
 
 local unpack = table.unpack or unpack
-
-local function pack(...)
-  return { n = select("#", ...), ... }
-end
 
 --- "source:line" of the line that calls here(), as conc records a call site.
 local function here()
@@ -28,26 +25,6 @@ local function capture_reports(fn)
   errors.report = old
   if not ok then error(err, 0) end
   return seen
-end
-
---- Yields until every task given is blocked or finished (bounded, so a bug fails rather
--- than hangs). Orders events without sleeping.
-local function settle(...)
-  local tasks = { ... }
-  for _ = 1, 10000 do
-    local all = true
-    for _, t in ipairs(tasks) do
-      local st = t:status()
-      if st == "ready" or st == "running" then all = false end
-    end
-    if all then return end
-    conc.yield()
-  end
-  error("settle: the tasks never blocked")
-end
-
-local function starts_with(s, prefix)
-  return type(s) == "string" and s:sub(1, #prefix) == prefix
 end
 
 local DEADLOCK = "conc: all tasks are asleep - deadlock!"

@@ -6,10 +6,7 @@
 -- sleeps. The real-clock spec (T1) asserts lower bounds only, with tiny durations.
 local conc = require "conc"
 local support = require "support"
-
-local function pack(...)
-  return { n = select("#", ...), ... }
-end
+local settle, parked, pack = support.settle, support.parked, support.pack
 
 local EMPTY = { n = 3, nil, false, "empty" }
 
@@ -21,29 +18,6 @@ local function near(expected, actual, what)
   if math.abs(expected - actual) > 1e-6 then
     error(("%s: expected %.9f, got %.9f"):format(what or "time", expected, actual), 2)
   end
-end
-
---- Yields until every task given is blocked or finished (bounded, so a bug fails rather
--- than hangs). Orders events without sleeping.
-local function settle(...)
-  local tasks = { ... }
-  for _ = 1, 10000 do
-    local all = true
-    for _, t in ipairs(tasks) do
-      local st = t:status()
-      if st == "ready" or st == "running" then all = false end
-    end
-    if all then return end
-    conc.yield()
-  end
-  error("settle: the tasks never blocked")
-end
-
---- Starts fn(...) as a task and returns it once it is blocked (or done).
-local function parked(fn, ...)
-  local t = conc.go(fn, ...)
-  settle(t)
-  return t
 end
 
 --- Runs Lua code in a child process of the same interpreter, with this package.path and
