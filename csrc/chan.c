@@ -186,17 +186,15 @@ static int ch_send(lua_State *L)
     conc_chan_t *c = checkchan(L, 1, "ch:send");
     conc_ctx_t *x = NULL;
     conc_task_t *t;
+    int r;
     if (lua_gettop(L) != 2) { /* the common case, (ch, v), needs no more checks */
         if (lua_gettop(L) < 2)
             return conc_error(L, "ch:send: bad argument #1 (value expected)");
         conc_check_nargs(L, "ch:send", 2, 1);
         x = conc_ctx_opt(L, 3, "ch:send", 2);
     }
-    if (conc_ctx_push_err_if_done(L, x, 3)) { /* D1 */
-        lua_pushnil(L);
-        lua_insert(L, -2);
-        return 2;
-    }
+    if ((r = conc_ctx_failed(L, x, 3, 0)) != 0) /* D1 */
+        return r;
     if (c->recv_only)
         return conc_error(L, "ch:send: send on a receive-only channel");
     if (c->closed)
@@ -222,13 +220,8 @@ static int ch_recv(lua_State *L)
         conc_check_nargs(L, "ch:recv", 1, 1);
         x = conc_ctx_opt(L, 2, "ch:recv", 1);
     }
-    if (conc_ctx_push_err_if_done(L, x, 2)) { /* D1 */
-        lua_pushnil(L);
-        lua_insert(L, -2);
-        lua_pushboolean(L, 0);
-        lua_insert(L, -2);
-        return 3;
-    }
+    if ((r = conc_ctx_failed(L, x, 2, 1)) != 0) /* D1 */
+        return r;
     r = conc_chan_tryrecv(L, s, c, 1);
     if (r != CONC_RECV_EMPTY)
         return push_recv(L, r);

@@ -213,7 +213,7 @@ extern const luaL_Reg conc_chan_metamethods[];
 
 /* ctx.c */
 conc_ctx_t *conc_ctx_opt(lua_State *L, int idx, const char *fname, int arg);
-int conc_ctx_push_err_if_done(lua_State *L, conc_ctx_t *x, int idx);
+int conc_ctx_failed(lua_State *L, conc_ctx_t *x, int idx, int is_recv);
 void conc_task_wait_ctx(lua_State *L, conc_task_t *t, conc_ctx_t *x, int ctxslot);
 int conc_ctx_push_failure(conc_task_t *t, int ctxslot);
 void conc_ctx_fire(conc_sched_t *s, lua_State *L, conc_ctx_t *x);

@@ -249,13 +249,17 @@ int conc_ctx_push_failure(conc_task_t *t, int ctxslot)
     return t->reason == CONC_WAIT_RECV ? 3 : 2;
 }
 
-/* D1: pushes ctx:err() (the ctx at idx) when it is done; returns 1 then, else 0. */
-int conc_ctx_push_err_if_done(lua_State *L, conc_ctx_t *x, int idx)
+/* D1: when the ctx at idx is done on entry, pushes what the call returns then, (nil, err),
+ * or (nil, false, err) for a receive, and returns the count; else returns 0. */
+int conc_ctx_failed(lua_State *L, conc_ctx_t *x, int idx, int is_recv)
 {
     if (x == NULL || !x->done)
         return 0;
+    lua_pushnil(L);
+    if (is_recv)
+        lua_pushboolean(L, 0);
     conc_compat_getuv(L, idx, UV_ERR);
-    return 1;
+    return is_recv ? 3 : 2;
 }
 
 void conc_task_wait_ctx(lua_State *L, conc_task_t *t, conc_ctx_t *x, int ctxslot)

@@ -105,14 +105,12 @@ static int l_sleep(lua_State *L)
     conc_ctx_t *x;
     conc_task_t *t;
     double d;
+    int n;
     conc_check_nargs(L, "sleep", 2, 0);
     d = conc_checkduration(L, 1, "sleep", 1);
     x = conc_ctx_opt(L, 2, "sleep", 2);
-    if (conc_ctx_push_err_if_done(L, x, 2)) { /* D1 */
-        lua_pushnil(L);
-        lua_insert(L, -2);
-        return 2;
-    }
+    if ((n = conc_ctx_failed(L, x, 2, 0)) != 0) /* D1 */
+        return n;
     if (d <= 0) { /* T5: returns at once */
         lua_pushboolean(L, 1);
         return 1;
@@ -131,13 +129,11 @@ static int t_wait(lua_State *L)
     conc_sched_t *s = conc_sched_get(L);
     conc_task_t *t = checktask(L, 1, "task:wait"), *me;
     conc_ctx_t *x;
+    int n;
     conc_check_nargs(L, "task:wait", 1, 1);
     x = conc_ctx_opt(L, 2, "task:wait", 1);
-    if (conc_ctx_push_err_if_done(L, x, 2)) { /* D1 */
-        lua_pushnil(L);
-        lua_insert(L, -2);
-        return 2;
-    }
+    if ((n = conc_ctx_failed(L, x, 2, 0)) != 0) /* D1 */
+        return n;
     if (t->status == CONC_TASK_DONE || t->status == CONC_TASK_FAILED)
         return conc_task_outcome(L, t, 1, L);
     if (t == s->current)
