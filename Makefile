@@ -23,7 +23,7 @@ SRCS := $(wildcard csrc/*.c)
 DEPS := lua5.4 liblua5.4-dev luajit libluajit-5.1-dev lua5.1 liblua5.1-0-dev libuv1-dev \
         lua-busted luarocks
 
-.PHONY: all deps test demo bench lint clean help
+.PHONY: all deps test demo bench soak lint clean help
 
 all: $(foreach l,$(LUAS),build/$(l)/release/conc/core.so)
 
@@ -33,6 +33,7 @@ help:
 	@echo "make test   every spec under $(LUAS), then under ASan+UBSan"
 	@echo "make demo   run examples/demo.lua"
 	@echo "make bench  the benchmark table against the peers (bench/RESULTS.md)"
+	@echo "make soak   a minute of creating and dropping objects: memory must stay bounded"
 	@echo "make lint   check that Lua-agnostic C files do not include lua.h"
 
 # Quick when everything is there: apt-get runs only for missing packages.
@@ -71,6 +72,11 @@ demo: deps
 bench: deps
 	@$(MAKE) --no-print-directory build/lua5.4/release/conc/core.so build/luajit/release/conc/core.so
 	@sh bench/run.sh
+
+soak: deps
+	@$(MAKE) --no-print-directory build/lua5.4/release/conc/core.so build/luajit/release/conc/core.so
+	@for lua in lua5.4 luajit; do echo "== soak under $$lua"; \
+	  LUA_PATH="lua/?.lua;lua/?/init.lua;;" LUA_CPATH="build/$$lua/release/?.so;;" $$lua bench/soak.lua || exit 1; done
 
 lint:
 	@bad=$$(grep -l '#include [<"]lua' csrc/ring.h csrc/waitq.h csrc/heap.[ch] csrc/runq.[ch]); \
