@@ -60,30 +60,39 @@ static int l_select(lua_State *L)
     struct conc_case *cs = cases(L, s, n > 0 ? n : 1);
     conc_waiter_t *w;
     conc_task_t *t;
-    luaL_checkstack(L, 2 * n + 4, "too many select cases");
+    /* a C function may push LUA_MINSTACK values: enough for a few cases, the results
+     * and the park's mark; more cases push two values per send case */
+    if (n > 6)
+        luaL_checkstack(L, 2 * n + 4, "too many select cases");
     for (i = 1; i <= n; i++) {
         conc_chan_t *c;
-        if (lua_isnil(L, i))
+        switch (lua_type(L, i)) {
+        case LUA_TNIL:
             continue; /* S4: a nil case is never ready */
-        if (lua_rawequal(L, i, lua_upvalueindex(CONC_UP_DEFAULT))) {
-            if (dflt)
-                return conc_error(L, "select: more than one conc.default (arguments #%d and #%d)", dflt, i);
-            dflt = i;
-            continue;
-        }
-        if ((c = (conc_chan_t *)conc_checkud(L, i, CONC_UP_CHAN_MT)) != NULL) {
+        case LUA_TUSERDATA:
+            if ((c = (conc_chan_t *)conc_checkud(L, i, CONC_UP_CHAN_MT)) == NULL)
+                break;
             cs[k].pos = i;
             cs[k].op = CONC_OP_RECV;
             cs[k].c = c;
             cs[k].cslot = i;
             cs[k].vslot = 0;
             k++;
-        } else if (is_sendcase(L, i)) {
+            continue;
+        case LUA_TTABLE:
+            if (lua_rawequal(L, i, lua_upvalueindex(CONC_UP_DEFAULT))) {
+                if (dflt)
+                    return conc_error(L, "select: more than one conc.default (arguments #%d and #%d)", dflt, i);
+                dflt = i;
+                continue;
+            }
+            if (!is_sendcase(L, i))
+                break;
             lua_rawgeti(L, i, 1);
             cs[k].cslot = lua_gettop(L);
             cs[k].c = (conc_chan_t *)conc_checkud(L, -1, CONC_UP_CHAN_MT);
             if (cs[k].c == NULL)
-                return conc_argerror(L, "select", i, i, "chan, conc.send(ch, v), conc.default or nil");
+                break;
             if (cs[k].c->recv_only)
                 return conc_error(L, "select: send on a receive-only channel (argument #%d)", i);
             lua_rawgeti(L, i, 2);
@@ -91,9 +100,11 @@ static int l_select(lua_State *L)
             cs[k].pos = i;
             cs[k].op = CONC_OP_SEND;
             k++;
-        } else {
-            return conc_argerror(L, "select", i, i, "chan, conc.send(ch, v), conc.default or nil");
+            continue;
+        default:
+            break;
         }
+        return conc_argerror(L, "select", i, i, "chan, conc.send(ch, v), conc.default or nil");
     }
     /* pass 1 */
     for (i = 0; i < k; i++)
