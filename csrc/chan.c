@@ -14,7 +14,7 @@
 
 static conc_chan_t *checkchan(lua_State *L, int idx, const char *fname)
 {
-    conc_chan_t *c = (conc_chan_t *)conc_checkud(L, idx, CONC_UP_CHAN_MT);
+    conc_chan_t *c = (conc_chan_t *)conc_checkud(L, idx, CONC_UP_CHAN_MT, sizeof(conc_chan_t));
     if (c == NULL)
         conc_argerror(L, fname, idx - 1, idx, "chan");
     return c;
@@ -25,6 +25,7 @@ conc_chan_t *conc_chan_new(lua_State *L, conc_sched_t *s, lua_Integer cap)
     conc_chan_t *c = (conc_chan_t *)conc_compat_newud(L, sizeof *c, CONC_CHAN_NUV);
     int idx, line;
     memset(c, 0, sizeof *c);
+    c->tag = CONC_TAG(CONC_UP_CHAN_MT);
     conc_waitq_init(&c->recvq);
     conc_waitq_init(&c->sendq);
     conc_ring_init(&c->ring, (size_t)cap);

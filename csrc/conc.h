@@ -91,6 +91,7 @@ extern const char *const conc_status_names[];
 typedef struct conc_sched conc_sched_t;
 
 typedef struct conc_task {
+    const void *tag;      /* CONC_TAG(CONC_UP_TASK_MT), see conc_checkud */
     lua_State *co;        /* the task's coroutine (NULL before it starts and once it is
                            * recycled); for the top level, a holder thread */
     lua_State *exec;      /* the coroutine allowed to park: co, or a conc.pcall one (5.1) */
@@ -114,6 +115,7 @@ typedef struct conc_task {
 } conc_task_t;
 
 typedef struct conc_chan {
+    const void *tag;        /* CONC_TAG(CONC_UP_CHAN_MT) */
     conc_waitq_t recvq, sendq;
     conc_ring_t ring;
     unsigned id;
@@ -125,6 +127,7 @@ typedef struct conc_chan {
 } conc_chan_t;
 
 typedef struct conc_ctx {
+    const void *tag;        /* CONC_TAG(CONC_UP_CTX_MT) */
     conc_chan_t *donech;    /* closed when the ctx is cancelled */
     int done;               /* cancelled (err and cause are set) */
     int cancellable;        /* 0 for conc.background(): never done */
@@ -155,12 +158,17 @@ struct conc_sched {
 
 #define conc_container_of(ptr, type, member) ((type *)(void *)((char *)(ptr) - offsetof(type, member)))
 
+/* Type tags: the first field of every conc userdata struct is the address of its type's
+ * entry in this constant array (see conc_checkud). */
+extern const char conc_type_tags[CONC_NUP + 1];
+#define CONC_TAG(mt_upvalue) ((const void *)&conc_type_tags[(mt_upvalue)])
+
 /* errors (conc.c) */
 int conc_error(lua_State *L, const char *fmt, ...);
 int conc_argerror(lua_State *L, const char *fname, int arg, int idx, const char *expected);
 void conc_check_nargs(lua_State *L, const char *fname, int max, int self);
 const char *conc_typename(lua_State *L, int idx);
-void *conc_checkud(lua_State *L, int idx, int mt_upvalue);
+void *conc_checkud(lua_State *L, int idx, int mt_upvalue, size_t size);
 void conc_push_site(lua_State *L, int *line);
 double conc_checkduration(lua_State *L, int idx, const char *fname, int arg);
 uint64_t conc_rand(conc_sched_t *s);

@@ -28,7 +28,7 @@ enum { UV_DONE = 1, UV_ERR, UV_CAUSE, UV_CHILDREN, UV_PARENT, NUV = 5 };
 /* arg counts from the caller's view: 0 for self (a method), 1 for a parent argument */
 static conc_ctx_t *checkctx(lua_State *L, int idx, const char *fname, int arg)
 {
-    conc_ctx_t *x = (conc_ctx_t *)conc_checkud(L, idx, CONC_UP_CTX_MT);
+    conc_ctx_t *x = (conc_ctx_t *)conc_checkud(L, idx, CONC_UP_CTX_MT, sizeof(conc_ctx_t));
     if (x == NULL)
         conc_argerror(L, fname, arg, idx, "ctx");
     return x;
@@ -39,7 +39,7 @@ conc_ctx_t *conc_ctx_opt(lua_State *L, int idx, const char *fname, int arg)
     conc_ctx_t *x;
     if (lua_isnoneornil(L, idx))
         return NULL;
-    x = (conc_ctx_t *)conc_checkud(L, idx, CONC_UP_CTX_MT);
+    x = (conc_ctx_t *)conc_checkud(L, idx, CONC_UP_CTX_MT, sizeof(conc_ctx_t));
     if (x == NULL)
         conc_argerror(L, fname, arg, idx, "ctx");
     return x;
@@ -96,6 +96,7 @@ static conc_ctx_t *new_ctx(lua_State *L, conc_sched_t *s, int pidx, int cancella
     conc_ctx_t *p = pidx ? (conc_ctx_t *)lua_touserdata(L, pidx) : NULL;
     int idx;
     memset(x, 0, sizeof *x);
+    x->tag = CONC_TAG(CONC_UP_CTX_MT);
     x->cancellable = cancellable;
     x->deadline = p ? p->deadline : HUGE_VAL;
     x->tnode.index = CONC_HEAP_NONE;

@@ -890,10 +890,10 @@ static int l_tasks(lua_State *L)
 static int l_site(lua_State *L)
 {
     int line;
-    if (conc_checkud(L, 1, CONC_UP_CHAN_MT) != NULL) {
+    if (conc_checkud(L, 1, CONC_UP_CHAN_MT, sizeof(conc_chan_t)) != NULL) {
         line = ((conc_chan_t *)lua_touserdata(L, 1))->site_line;
         conc_compat_getuv(L, 1, CONC_CHAN_UV_SITE);
-    } else if (conc_checkud(L, 1, CONC_UP_TASK_MT) != NULL) {
+    } else if (conc_checkud(L, 1, CONC_UP_TASK_MT, sizeof(conc_task_t)) != NULL) {
         line = ((conc_task_t *)lua_touserdata(L, 1))->site_line;
         conc_compat_getuv(L, 1, CONC_TASK_UV_SITE);
     } else {

@@ -70,7 +70,7 @@ static int l_select(lua_State *L)
         case LUA_TNIL:
             continue; /* S4: a nil case is never ready */
         case LUA_TUSERDATA:
-            if ((c = (conc_chan_t *)conc_checkud(L, i, CONC_UP_CHAN_MT)) == NULL)
+            if ((c = (conc_chan_t *)conc_checkud(L, i, CONC_UP_CHAN_MT, sizeof(conc_chan_t))) == NULL)
                 break;
             cs[k].pos = i;
             cs[k].op = CONC_OP_RECV;
@@ -90,7 +90,7 @@ static int l_select(lua_State *L)
                 break;
             lua_rawgeti(L, i, 1);
             cs[k].cslot = lua_gettop(L);
-            cs[k].c = (conc_chan_t *)conc_checkud(L, -1, CONC_UP_CHAN_MT);
+            cs[k].c = (conc_chan_t *)conc_checkud(L, -1, CONC_UP_CHAN_MT, sizeof(conc_chan_t));
             if (cs[k].c == NULL)
                 break;
             if (cs[k].c->recv_only)
@@ -150,7 +150,7 @@ static int l_select(lua_State *L)
 
 static int l_send(lua_State *L)
 {
-    conc_chan_t *c = (conc_chan_t *)conc_checkud(L, 1, CONC_UP_CHAN_MT);
+    conc_chan_t *c = (conc_chan_t *)conc_checkud(L, 1, CONC_UP_CHAN_MT, sizeof(conc_chan_t));
     if (c == NULL)
         return conc_argerror(L, "send", 1, 1, "chan");
     if (lua_gettop(L) < 2)

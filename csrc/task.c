@@ -13,7 +13,7 @@
 
 static conc_task_t *checktask(lua_State *L, int idx, const char *fname)
 {
-    conc_task_t *t = (conc_task_t *)conc_checkud(L, idx, CONC_UP_TASK_MT);
+    conc_task_t *t = (conc_task_t *)conc_checkud(L, idx, CONC_UP_TASK_MT, sizeof(conc_task_t));
     if (t == NULL)
         conc_argerror(L, fname, idx - 1, idx, "task");
     return t;
@@ -30,6 +30,7 @@ conc_task_t *conc_task_spawn(lua_State *L, conc_sched_t *s, int first, int n)
     conc_sched_reserve(L, s);
     t = (conc_task_t *)conc_compat_newud(L, sizeof *t, CONC_TASK_NUV);
     memset(t, 0, sizeof *t);
+    t->tag = CONC_TAG(CONC_UP_TASK_MT);
     t->ref = LUA_NOREF;
     t->id = ++s->next_task_id;
     t->status = CONC_TASK_READY;

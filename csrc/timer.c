@@ -15,6 +15,7 @@
 #include "conc.h"
 
 typedef struct conc_timer {
+    const void *tag; /* CONC_TAG(CONC_UP_TIMER_MT) */
     conc_chan_t *c;
     int ticker;
 } conc_timer_t;
@@ -80,6 +81,7 @@ static int new_handle(lua_State *L, double d, double period)
 {
     conc_sched_t *s = conc_sched_get(L);
     conc_timer_t *tm = (conc_timer_t *)conc_compat_newud(L, sizeof *tm, 1);
+    tm->tag = CONC_TAG(CONC_UP_TIMER_MT);
     tm->c = NULL;
     tm->ticker = period > 0;
     lua_pushvalue(L, lua_upvalueindex(CONC_UP_TIMER_MT));
@@ -105,7 +107,7 @@ static int l_ticker(lua_State *L)
 
 static conc_timer_t *checktimer(lua_State *L, int idx, const char *fname)
 {
-    conc_timer_t *tm = (conc_timer_t *)conc_checkud(L, idx, CONC_UP_TIMER_MT);
+    conc_timer_t *tm = (conc_timer_t *)conc_checkud(L, idx, CONC_UP_TIMER_MT, sizeof(conc_timer_t));
     if (tm == NULL)
         conc_argerror(L, fname, idx - 1, idx, "timer");
     return tm;
