@@ -4,8 +4,8 @@
  * One scheduler object (conc_sched_t) per Lua state owns all runtime state: the run queue,
  * the timer heap, the libuv loop, the list of live tasks and the counters. There are no C
  * globals other than constants. Every function of conc.core receives the scheduler and the
- * metatables as upvalues (see enum conc_upvalue), so a check of a type is a metatable
- * compare, never a registry lookup.
+ * metatables as upvalues (see enum conc_upvalue), so nothing is looked up in the registry;
+ * a type is checked by the size and tag of its block (conc_checkud).
  *
  * Blocking: a blocking call first tries its fast path. If it must wait, it asks for the task
  * that will park (conc_sched_parker), describes the wait in that task's waiters, and returns
