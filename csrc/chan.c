@@ -205,7 +205,7 @@ static int ch_send(lua_State *L)
         return 1;
     }
     t = conc_sched_parker(L, s, "ch:send");
-    conc_task_wait_on(L, t, &c->sendq, CONC_OP_SEND, 2, 0);
+    conc_task_wait_on(L, t, &c->sendq, 2, 0);
     conc_task_wait_ctx(L, t, x, 3);
     return conc_sched_park(L, s, t, CONC_WAIT_SEND);
 }
@@ -227,7 +227,7 @@ static int ch_recv(lua_State *L)
     if (r != CONC_RECV_EMPTY)
         return push_recv(L, r);
     t = conc_sched_parker(L, s, "ch:recv");
-    conc_task_wait_on(L, t, &c->recvq, CONC_OP_RECV, 0, 0);
+    conc_task_wait_on(L, t, &c->recvq, 0, 0);
     conc_task_wait_ctx(L, t, x, 2);
     return conc_sched_park(L, s, t, CONC_WAIT_RECV);
 }
@@ -337,7 +337,7 @@ static int ch_iter_next(lua_State *L)
                              "(use: while true do local v, ok = ch:recv() if not ok then break end ... end)");
 #endif
     t = conc_sched_parker(L, s, "ch:iter");
-    conc_task_wait_on(L, t, &c->recvq, CONC_OP_RECV, 0, CONC_ITER_CASE);
+    conc_task_wait_on(L, t, &c->recvq, 0, CONC_ITER_CASE);
     conc_task_wait_ctx(L, t, x, 2);
     return conc_sched_park(L, s, t, CONC_WAIT_RECV);
 }

@@ -57,8 +57,6 @@ enum { CONC_TASK_UV_CO = 1, CONC_TASK_UV_SITE, CONC_TASK_UV_NAME, CONC_TASK_NUV 
 /* OWNER: the ctx whose done channel this is, kept alive by it */
 enum { CONC_CHAN_UV_BUF = 1, CONC_CHAN_UV_SITE, CONC_CHAN_UV_OWNER, CONC_CHAN_NUV = 3 };
 
-enum { CONC_OP_RECV = 1, CONC_OP_SEND = 2 };
-
 /* What owns a heap node. */
 enum { CONC_HEAP_SLEEP = 1, CONC_HEAP_TIMER = 2, CONC_HEAP_CTX = 3 };
 
@@ -184,9 +182,9 @@ void conc_sched_close(conc_sched_t *s, lua_State *L);
 double conc_sched_now(conc_sched_t *s);
 conc_task_t *conc_sched_parker(lua_State *L, conc_sched_t *s, const char *fname);
 conc_waiter_t *conc_task_waiters(lua_State *L, conc_task_t *t, int n);
-/* Describes a wait on one queue: the object is at stack index 1, a sender's value at
- * valslot; caseno as in conc_waiter_t. */
-void conc_task_wait_on(lua_State *L, conc_task_t *t, conc_waitq_t *q, int op, int valslot, int caseno);
+/* Describes a wait on one queue (a channel's sendq or recvq, a task's joiners): the object
+ * is at stack index 1, a sender's value at valslot (0: none); caseno as in conc_waiter_t. */
+void conc_task_wait_on(lua_State *L, conc_task_t *t, conc_waitq_t *q, int valslot, int caseno);
 int conc_sched_park(lua_State *L, conc_sched_t *s, conc_task_t *t, conc_reason_t reason);
 void conc_sched_wake(conc_sched_t *s, conc_task_t *t, int nres);
 void conc_sched_push_raise(lua_State *co, const char *msg);

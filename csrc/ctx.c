@@ -274,7 +274,6 @@ void conc_task_wait_ctx(lua_State *L, conc_task_t *t, conc_ctx_t *x, int ctxslot
     w->objslot = ctxslot;
     w->valslot = 0;
     w->caseno = CONC_CTX_CASE;
-    w->op = CONC_OP_RECV;
     t->nwait++;
 }
 
@@ -286,24 +285,25 @@ static int x_done(lua_State *L)
     return 1;
 }
 
-static int x_err(lua_State *L)
+/* err() and cause(): the value in user value slot uv once the ctx is done, else nothing. */
+static int push_once_done(lua_State *L, const char *fname, int uv)
 {
-    conc_ctx_t *x = checkctx(L, 1, "ctx:err", 0);
-    conc_check_nargs(L, "ctx:err", 0, 1);
+    conc_ctx_t *x = checkctx(L, 1, fname, 0);
+    conc_check_nargs(L, fname, 0, 1);
     if (!x->done)
         return 0;
-    conc_compat_getuv(L, 1, UV_ERR);
+    conc_compat_getuv(L, 1, uv);
     return 1;
+}
+
+static int x_err(lua_State *L)
+{
+    return push_once_done(L, "ctx:err", UV_ERR);
 }
 
 static int x_cause(lua_State *L)
 {
-    conc_ctx_t *x = checkctx(L, 1, "ctx:cause", 0);
-    conc_check_nargs(L, "ctx:cause", 0, 1);
-    if (!x->done)
-        return 0;
-    conc_compat_getuv(L, 1, UV_CAUSE);
-    return 1;
+    return push_once_done(L, "ctx:cause", UV_CAUSE);
 }
 
 static int x_deadline(lua_State *L)

@@ -174,7 +174,7 @@ conc_waiter_t *conc_task_waiters(lua_State *L, conc_task_t *t, int n)
     return t->waiters;
 }
 
-void conc_task_wait_on(lua_State *L, conc_task_t *t, conc_waitq_t *q, int op, int valslot, int caseno)
+void conc_task_wait_on(lua_State *L, conc_task_t *t, conc_waitq_t *q, int valslot, int caseno)
 {
     conc_waiter_t *w = conc_task_waiters(L, t, 1);
     w->home = q;
@@ -182,7 +182,6 @@ void conc_task_wait_on(lua_State *L, conc_task_t *t, conc_waitq_t *q, int op, in
     w->objslot = 1;
     w->valslot = valslot;
     w->caseno = caseno;
-    w->op = op;
     t->nwait = 1;
 }
 
@@ -703,7 +702,7 @@ static int l_run(lua_State *L)
     t = conc_task_spawn(L, s, 1, lua_gettop(L));
     tidx = lua_gettop(L);
     m->timed = 0;
-    conc_task_wait_on(L, m, &t->joiners, CONC_OP_RECV, 0, 0);
+    conc_task_wait_on(L, m, &t->joiners, 0, 0);
     m->waiters[0].objslot = tidx;
     m->reason = CONC_WAIT_TASK;
     if (park_main(L, s, &nres) != 0) {

@@ -15,6 +15,8 @@
 #include <stdlib.h>
 #include "conc.h"
 
+enum { CONC_OP_RECV = 1, CONC_OP_SEND = 2 };
+
 struct conc_case {
     int pos;   /* argument position, returned as the case's index */
     int op;    /* CONC_OP_RECV or CONC_OP_SEND */
@@ -142,7 +144,6 @@ static int l_select(lua_State *L)
         w[i].objslot = cs[i].cslot;
         w[i].valslot = cs[i].vslot;
         w[i].caseno = cs[i].pos;
-        w[i].op = cs[i].op;
     }
     t->nwait = k;
     return conc_sched_park(L, s, t, CONC_WAIT_SELECT);

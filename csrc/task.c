@@ -140,7 +140,7 @@ static int t_wait(lua_State *L)
     if (t == s->current)
         return conc_error(L, "task:wait: a task cannot wait for itself");
     me = conc_sched_parker(L, s, "task:wait");
-    conc_task_wait_on(L, me, &t->joiners, CONC_OP_RECV, 0, 0);
+    conc_task_wait_on(L, me, &t->joiners, 0, 0);
     conc_task_wait_ctx(L, me, x, 2);
     return conc_sched_park(L, s, me, CONC_WAIT_TASK);
 }

@@ -22,7 +22,6 @@ typedef struct conc_waiter {
     int objslot;       /* stack index of the object waited on, on the parked task's stack */
     int valslot;       /* stack index of the value a parked sender offers */
     int caseno;        /* 0 for a plain operation, else the select case's position */
-    int op;            /* CONC_OP_SEND or CONC_OP_RECV (see conc.h) */
 } conc_waiter_t;
 
 struct conc_waitq {

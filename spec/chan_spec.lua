@@ -7,8 +7,8 @@ local settle, parked, starts_with, pack = support.settle, support.parked, suppor
 
 local unpack = table.unpack or unpack
 
-local DEADLOCK = "conc: all tasks are asleep - deadlock!"
-local CLOSED_SEND = "conc: send on closed channel"
+local DEADLOCK = support.DEADLOCK
+local CLOSED_SEND = support.CLOSED_SEND
 local ITER_NIL = "conc: ch:iter: received nil, which would end the for loop "
   .. "(receive with ch:recv() to get nil values)"
 local ITER_51 = "conc: ch:iter: cannot block inside a for-in loop on Lua 5.1 "

@@ -11,8 +11,8 @@ local settle, parked, starts_with, pack = support.settle, support.parked, suppor
 
 local unpack = table.unpack or unpack
 
-local DEADLOCK = "conc: all tasks are asleep - deadlock!"
-local CLOSED_SEND = "conc: send on closed channel"
+local DEADLOCK = support.DEADLOCK
+local CLOSED_SEND = support.CLOSED_SEND
 local BAD_CASE = "chan, conc.send(ch, v), conc.default or nil expected, got "
 
 --- Seeds select's random choice, printing the seed so that a failure can be replayed.

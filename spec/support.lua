@@ -20,6 +20,10 @@ function M.error_of(fn, ...)
   return type(err) == "string" and err or tostring(err)
 end
 
+--- Messages several spec files assert.
+M.DEADLOCK = "conc: all tasks are asleep - deadlock!"
+M.CLOSED_SEND = "conc: send on closed channel"
+
 function M.pack(...)
   return { n = select("#", ...), ... }
 end

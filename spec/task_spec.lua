@@ -27,7 +27,7 @@ local function capture_reports(fn)
   return seen
 end
 
-local DEADLOCK = "conc: all tasks are asleep - deadlock!"
+local DEADLOCK = support.DEADLOCK
 
 describe("tasks and the runtime", function()
   after_each(function()
