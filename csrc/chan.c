@@ -51,7 +51,7 @@ static int push_received(lua_State *L, conc_waiter_t *w, int vidx)
 {
     lua_State *co = ((conc_task_t *)w->owner)->co;
     if (w->caseno == CONC_CTX_CASE) /* only ever closed: the call's ctx ended */
-        return conc_ctx_push_failure((conc_task_t *)w->owner, w->objslot);
+        return conc_ctx_push_failure(L, (conc_task_t *)w->owner, w->objslot);
     lua_checkstack(co, 3);
     if (w->caseno == CONC_ITER_CASE) {
         if (vidx != 0 && lua_isnil(L, vidx)) {
@@ -194,7 +194,7 @@ static int ch_send(lua_State *L)
         conc_check_nargs(L, "ch:send", 2, 1);
         x = conc_ctx_opt(L, 3, "ch:send", 2);
     }
-    if ((r = conc_ctx_failed(L, x, 3, 0)) != 0) /* D1 */
+    if ((r = conc_ctx_failed(L, x, 0)) != 0) /* D1 */
         return r;
     if (c->recv_only)
         return conc_error(L, "ch:send: send on a receive-only channel");
@@ -221,7 +221,7 @@ static int ch_recv(lua_State *L)
         conc_check_nargs(L, "ch:recv", 1, 1);
         x = conc_ctx_opt(L, 2, "ch:recv", 1);
     }
-    if ((r = conc_ctx_failed(L, x, 2, 1)) != 0) /* D1 */
+    if ((r = conc_ctx_failed(L, x, 1)) != 0) /* D1 */
         return r;
     r = conc_chan_tryrecv(L, s, c, 1);
     if (r != CONC_RECV_EMPTY)
@@ -318,7 +318,7 @@ static int ch_iter_next(lua_State *L)
     lua_settop(L, 0);
     lua_pushvalue(L, lua_upvalueindex(CONC_NUP + 1));
     lua_pushvalue(L, lua_upvalueindex(CONC_NUP + 2));
-    if (x != NULL && x->done) /* the loop ends once the ctx is done */
+    if (x != NULL && conc_ctx_is_done(x)) /* the loop ends once the ctx is done */
         return 0;
     switch (conc_chan_tryrecv(L, s, c, 1)) {
     case CONC_RECV_VALUE:

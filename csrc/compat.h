@@ -38,6 +38,8 @@
 static inline void *conc_compat_newud(lua_State *L, size_t size, int nuv)
 {
     void *p = lua_newuserdata(L, size);
+    if (nuv == 0)
+        return p;
     lua_createtable(L, nuv, 0);
 #if LUA_VERSION_NUM >= 502
     lua_setuservalue(L, -2);

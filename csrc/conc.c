@@ -163,12 +163,15 @@ int luaopen_conc_core(lua_State *L)
     conc_compat_setuv(L, 1, CONC_SCHED_UV_TIMERS);
     lua_newtable(L);
     conc_compat_setuv(L, 1, CONC_SCHED_UV_POOL);
-    /* 2..6: the metatables, 7: conc.default */
+    /* the metatables, in the order of enum conc_upvalue, then conc.default */
     new_type(L, CONC_CHAN_T);
     new_type(L, CONC_TASK_T);
     new_type(L, CONC_TIMER_T);
     new_type(L, CONC_SENDCASE_T);
     new_type(L, CONC_CTX_T);
+    new_type(L, CONC_WAITGROUP_T);
+    new_type(L, CONC_SEMAPHORE_T);
+    new_type(L, CONC_MUTEX_T);
     lua_newtable(L);
     lua_newtable(L);
     lua_pushcfunction(L, default_tostring);
@@ -180,6 +183,9 @@ int luaopen_conc_core(lua_State *L)
     fill_type(L, CONC_UP_TASK_MT, conc_task_methods, conc_task_metamethods);
     fill_type(L, CONC_UP_TIMER_MT, conc_timer_methods, conc_timer_metamethods);
     fill_type(L, CONC_UP_CTX_MT, conc_ctx_methods, conc_ctx_metamethods);
+    fill_type(L, CONC_UP_WAITGROUP_MT, conc_waitgroup_methods, conc_waitgroup_metamethods);
+    fill_type(L, CONC_UP_SEMAPHORE_MT, conc_semaphore_methods, conc_semaphore_metamethods);
+    fill_type(L, CONC_UP_MUTEX_MT, conc_mutex_methods, conc_mutex_metamethods);
     /* the module */
     lua_newtable(L);
     add_funcs(L, conc_sched_funcs);
@@ -188,6 +194,7 @@ int luaopen_conc_core(lua_State *L)
     add_funcs(L, conc_select_funcs);
     add_funcs(L, conc_timer_funcs);
     add_funcs(L, conc_ctx_funcs);
+    add_funcs(L, conc_sync_funcs);
     lua_pushvalue(L, CONC_UP_DEFAULT);
     lua_setfield(L, -2, "default");
     lua_pushboolean(L, CONC_HAVE_YIELDK);

@@ -31,6 +31,9 @@
 #define CONC_TIMER_T "conc.timer"
 #define CONC_SENDCASE_T "conc.sendcase"
 #define CONC_CTX_T "conc.ctx"
+#define CONC_WAITGROUP_T "conc.waitgroup"
+#define CONC_SEMAPHORE_T "conc.semaphore"
+#define CONC_MUTEX_T "conc.mutex"
 
 /* Upvalues of every conc.core function and method. */
 enum conc_upvalue {
@@ -40,6 +43,9 @@ enum conc_upvalue {
     CONC_UP_TIMER_MT,
     CONC_UP_SENDCASE_MT,
     CONC_UP_CTX_MT,
+    CONC_UP_WAITGROUP_MT,
+    CONC_UP_SEMAPHORE_MT,
+    CONC_UP_MUTEX_MT,
     CONC_UP_DEFAULT,
     CONC_NUP = CONC_UP_DEFAULT
 };
@@ -51,7 +57,9 @@ enum {
     CONC_SCHED_UV_TIMERS,     /* weak: light userdata of a heap node's owner -> its object */
     CONC_SCHED_UV_POOL,       /* idle coroutines */
     CONC_SCHED_UV_BACKGROUND, /* conc.background(), made on first use */
-    CONC_SCHED_NUV = 5
+    CONC_SCHED_UV_CANCELED,   /* hooks.canceled and hooks.deadline_exceeded, the errors of */
+    CONC_SCHED_UV_DEADLINE,   /* a ctx that ended, kept here to be found fast */
+    CONC_SCHED_NUV = 7
 };
 enum { CONC_TASK_UV_CO = 1, CONC_TASK_UV_SITE, CONC_TASK_UV_NAME, CONC_TASK_NUV = 3 };
 /* OWNER: the ctx whose done channel this is, kept alive by it */
@@ -80,7 +88,10 @@ typedef enum {
     CONC_WAIT_SEND,
     CONC_WAIT_SELECT,
     CONC_WAIT_SLEEP,
-    CONC_WAIT_TASK
+    CONC_WAIT_TASK,
+    CONC_WAIT_WAITGROUP,
+    CONC_WAIT_ACQUIRE,
+    CONC_WAIT_LOCK
 } conc_reason_t;
 
 extern const char *const conc_reason_names[];
@@ -126,12 +137,20 @@ typedef struct conc_chan {
 
 typedef struct conc_ctx {
     const void *tag;        /* CONC_TAG(CONC_UP_CTX_MT) */
-    conc_chan_t *donech;    /* closed when the ctx is cancelled */
-    int done;               /* cancelled (err and cause are set) */
-    int cancellable;        /* 0 for conc.background(): never done */
+    struct conc_ctx *src;   /* the ctx whose cancellation this one reports (itself for a
+                             * with_cancel/deadline/timeout ctx), or NULL: never done */
+    conc_chan_t *donech;    /* a source's done channel, once made (see ctx.c) */
+    unsigned id;
+    unsigned char kind;     /* see ctx.c */
+    unsigned char done;     /* a source that was cancelled (err and cause are set) */
     double deadline;        /* HUGE_VAL when none */
     conc_heap_node_t tnode; /* the deadline, when this ctx set one */
 } conc_ctx_t;
+
+static inline int conc_ctx_is_done(const conc_ctx_t *x)
+{
+    return x->src != NULL && x->src->done;
+}
 
 struct conc_sched {
     uv_loop_t *loop;
@@ -219,13 +238,22 @@ extern const luaL_Reg conc_chan_metamethods[];
 
 /* ctx.c */
 conc_ctx_t *conc_ctx_opt(lua_State *L, int idx, const char *fname, int arg);
-int conc_ctx_failed(lua_State *L, conc_ctx_t *x, int idx, int is_recv);
+int conc_ctx_failed(lua_State *L, conc_ctx_t *x, int is_recv);
 void conc_task_wait_ctx(lua_State *L, conc_task_t *t, conc_ctx_t *x, int ctxslot);
-int conc_ctx_push_failure(conc_task_t *t, int ctxslot);
+int conc_ctx_push_failure(lua_State *L, conc_task_t *t, int ctxslot);
 void conc_ctx_fire(conc_sched_t *s, lua_State *L, conc_ctx_t *x);
 extern const luaL_Reg conc_ctx_funcs[];
 extern const luaL_Reg conc_ctx_methods[];
 extern const luaL_Reg conc_ctx_metamethods[];
+
+/* sync.c */
+extern const luaL_Reg conc_sync_funcs[];
+extern const luaL_Reg conc_waitgroup_methods[];
+extern const luaL_Reg conc_waitgroup_metamethods[];
+extern const luaL_Reg conc_semaphore_methods[];
+extern const luaL_Reg conc_semaphore_metamethods[];
+extern const luaL_Reg conc_mutex_methods[];
+extern const luaL_Reg conc_mutex_metamethods[];
 
 /* select.c */
 extern const luaL_Reg conc_select_funcs[];

@@ -1,21 +1,29 @@
 /*
  * ctx.c: contexts (conc.ctx), after Go's context package: background, with_cancel,
- * with_deadline, with_timeout; ctx:done(), err(), cause(), deadline().
+ * with_deadline, with_timeout, with_value, without_cancel, after_func; ctx:done(), err(),
+ * cause(), deadline(), value().
  *
- * Ownership and invariants:
- * - Each ctx has its done channel (user value DONE), made with it, receive-only (D9), and
- *   closed exactly once, when the ctx is cancelled. conc.background() has one that never
- *   closes. The done channel keeps its ctx alive (its OWNER slot), so a ctx whose deadline
- *   is pending stays alive while anyone can still wait on it.
- * - A cancellable child is in its parent's CHILDREN table until it is cancelled; cancelling
- *   removes it from there, so a long-lived parent does not grow with cancelled children.
- *   The child holds its parent (PARENT) to unlink itself.
- * - Cancelling sets err and cause (err() and cause() are stable afterwards), removes the
- *   deadline, closes done (which wakes every task waiting on this ctx in the same turn)
- *   and cancels every child with the same err and cause. Cancelling again does nothing.
+ * Kinds and invariants:
+ * - A CANCEL ctx (with_cancel, with_deadline, with_timeout) is its own *source*: it holds
+ *   done, err and cause. A VALUE ctx reports its parent's source (x->src, kept alive by
+ *   its SRC slot and its parent chain). ROOT (background) and DETACHED (without_cancel)
+ *   ctxs, and VALUE ctxs above them, have no source: they are never done.
+ * - A source's done channel is made on first use (ctx:done() or a wait), as Go makes it
+ *   lazily: most contexts are cancelled without anyone waiting. It is receive-only (D9),
+ *   closed exactly once, and it keeps its ctx alive (the channel's OWNER slot). A ctx
+ *   without a source answers done() with background's channel, which never closes.
+ * - A CANCEL ctx whose parent has a source is in that source's CHILDREN table (child ->
+ *   true) until it is cancelled; it keeps that table in its SIBLINGS slot to unlink itself,
+ *   so a long-lived parent does not grow with cancelled children (X9). after_func entries
+ *   live in the same table (a unique key -> fn).
+ * - Cancelling sets err and cause (stable afterwards), removes the deadline, closes done
+ *   (waking every task waiting on this ctx in the same turn), cancels every child with the
+ *   same err and cause, starts the after_func tasks and unlinks the ctx from its parent.
+ *   Cancelling again does nothing. No user code runs during the cascade (after_func
+ *   functions run later, in their own tasks), so the tables cannot change under it.
  * - A deadline lives in the scheduler's timer heap; the scheduler finds the ctx through
  *   the weak table it uses for timers.
- * - A blocking call given a ctx parks one more waiter, on the done channel (caseno
+ * - A blocking call given a ctx parks one more waiter, on the source's done channel (caseno
  *   CONC_CTX_CASE, object slot = the ctx's stack index); closing done wakes it with the
  *   call's failure results (see conc_ctx_push_failure).
  */
@@ -23,7 +31,19 @@
 #include <string.h>
 #include "conc.h"
 
-enum { UV_DONE = 1, UV_ERR, UV_CAUSE, UV_CHILDREN, UV_PARENT, NUV = 5 };
+enum { CTX_ROOT, CTX_CANCEL, CTX_VALUE, CTX_DETACHED };
+
+/* User value slots. A CANCEL ctx uses DONE, CAUSE and CHILDREN; a VALUE ctx uses the same
+ * slots as SRC, KEY and VALUE. A source's err is its `done` field: one of these. */
+enum { UV_DONE = 1, UV_PARENT, UV_CAUSE, UV_CHILDREN, NUV = 4 };
+#define UV_SRC UV_DONE
+#define UV_KEY UV_CAUSE
+#define UV_VALUE UV_CHILDREN
+enum { CANCELED = 1, DEADLINE_EXCEEDED = 2 };
+
+/* The cancel function's upvalues: those of conc.core up to the task metatable (cancelling
+ * may start after_func tasks), then the ctx. */
+#define CANCEL_NUP (CONC_UP_TASK_MT + 1)
 
 /* arg counts from the caller's view: 0 for self (a method), 1 for a parent argument */
 static conc_ctx_t *checkctx(lua_State *L, int idx, const char *fname, int arg)
@@ -36,112 +56,201 @@ static conc_ctx_t *checkctx(lua_State *L, int idx, const char *fname, int arg)
 
 conc_ctx_t *conc_ctx_opt(lua_State *L, int idx, const char *fname, int arg)
 {
-    conc_ctx_t *x;
     if (lua_isnoneornil(L, idx))
         return NULL;
-    x = (conc_ctx_t *)conc_checkud(L, idx, CONC_UP_CTX_MT, sizeof(conc_ctx_t));
-    if (x == NULL)
-        conc_argerror(L, fname, arg, idx, "ctx");
-    return x;
+    return checkctx(L, idx, fname, arg);
 }
 
-/* Cancels the ctx at idx with the error at erridx and the cause at causeidx (nil: the
- * error), then its children, and unlinks it from its parent. */
-static void cancel(lua_State *L, conc_sched_t *s, int idx, int erridx, int causeidx)
+/* Pushes the source of the ctx at idx (nil when it has none) and returns it. */
+static conc_ctx_t *push_source(lua_State *L, int idx)
+{
+    conc_ctx_t *x = (conc_ctx_t *)lua_touserdata(L, idx);
+    if (x->src == x)
+        lua_pushvalue(L, idx);
+    else if (x->src != NULL)
+        conc_compat_getuv(L, idx, UV_SRC);
+    else
+        lua_pushnil(L);
+    return x->src;
+}
+
+/* Pushes err: CANCELED or DEADLINE_EXCEEDED as the Lua value init.lua gave (set_hooks).
+ * L runs a conc.core function (or a cancel function): the scheduler is its upvalue. */
+static void push_err(lua_State *L, int err)
+{
+    conc_compat_getuv(L, lua_upvalueindex(CONC_UP_SCHED),
+                      err == CANCELED ? CONC_SCHED_UV_CANCELED : CONC_SCHED_UV_DEADLINE);
+}
+
+/* Pushes the cause of the ctx at idx, whose source is done: the cause given, else err. */
+static void push_cause(lua_State *L, int idx)
+{
+    conc_ctx_t *src = push_source(L, idx);
+    conc_compat_getuv(L, -1, UV_CAUSE);
+    lua_remove(L, -2);
+    if (lua_isnil(L, -1)) {
+        lua_pop(L, 1);
+        push_err(L, src->done);
+    }
+}
+
+/* The done channel of the source at idx, made now if it is not yet. */
+static conc_chan_t *source_done(lua_State *L, conc_sched_t *s, int idx)
+{
+    conc_ctx_t *x = (conc_ctx_t *)lua_touserdata(L, idx);
+    if (x->donech == NULL) {
+        idx = idx < 0 ? lua_gettop(L) + idx + 1 : idx;
+        x->donech = conc_chan_new(L, s, 0);
+        x->donech->recv_only = 1;
+        x->donech->closed = x->done != 0;
+        lua_pushvalue(L, idx);
+        conc_compat_setuv(L, -2, CONC_CHAN_UV_OWNER);
+        conc_compat_setuv(L, idx, UV_DONE);
+    }
+    return x->donech;
+}
+
+static conc_ctx_t *new_ctx(lua_State *L, conc_sched_t *s, int pidx, int kind);
+
+static void push_background(lua_State *L, conc_sched_t *s)
+{
+    conc_compat_getuv(L, lua_upvalueindex(CONC_UP_SCHED), CONC_SCHED_UV_BACKGROUND);
+    if (lua_isnil(L, -1)) {
+        lua_pop(L, 1);
+        new_ctx(L, s, 0, CTX_ROOT);
+        lua_pushvalue(L, -1);
+        conc_compat_setuv(L, lua_upvalueindex(CONC_UP_SCHED), CONC_SCHED_UV_BACKGROUND);
+    }
+}
+
+static void unlink_child(lua_State *L, int idx);
+
+/* Cancels the ctx at idx with err (CANCELED or DEADLINE_EXCEEDED) and the cause at causeidx
+ * (nil: err), then its children, starts its after_func tasks and unlinks it from its
+ * parent. */
+static void cancel(lua_State *L, conc_sched_t *s, int idx, int err, int causeidx)
 {
     conc_ctx_t *x = (conc_ctx_t *)lua_touserdata(L, idx);
     int top = lua_gettop(L);
-    if (x->done || !x->cancellable)
+    if (x->done || x->src != x)
         return;
     luaL_checkstack(L, 8, NULL);
-    if (lua_isnil(L, causeidx))
-        causeidx = erridx;
-    x->done = 1;
+    x->done = (unsigned char)err;
     conc_heap_remove(&s->timers, &x->tnode);
-    lua_pushvalue(L, erridx);
-    conc_compat_setuv(L, idx, UV_ERR);
     lua_pushvalue(L, causeidx);
     conc_compat_setuv(L, idx, UV_CAUSE);
-    conc_compat_getuv(L, idx, UV_DONE);
-    conc_chan_close(L, s, x->donech);
-    lua_pop(L, 1);
+    if (x->donech != NULL) {
+        conc_compat_getuv(L, idx, UV_DONE);
+        conc_chan_close(L, s, x->donech);
+        lua_pop(L, 1);
+    }
     conc_compat_getuv(L, idx, UV_CHILDREN);
     if (lua_istable(L, -1)) {
         int children = lua_gettop(L);
         lua_pushnil(L);
         while (lua_next(L, children) != 0) { /* children clear their own entries: allowed */
-            lua_pop(L, 1);
-            cancel(L, s, lua_gettop(L), erridx, causeidx);
+            if (lua_isfunction(L, -1)) { /* an after_func entry: run it in its own task */
+                conc_task_spawn(L, s, lua_gettop(L), 1);
+                lua_pop(L, 2);
+            } else {
+                lua_pop(L, 1);
+                cancel(L, s, lua_gettop(L), err, causeidx);
+            }
         }
+        lua_pushnil(L);
+        conc_compat_setuv(L, idx, UV_CHILDREN);
     }
-    lua_pop(L, 1);
-    lua_pushnil(L);
-    conc_compat_setuv(L, idx, UV_CHILDREN);
-    conc_compat_getuv(L, idx, UV_PARENT);
-    if (!lua_isnil(L, -1)) {
-        conc_compat_getuv(L, -1, UV_CHILDREN);
-        if (lua_istable(L, -1)) {
-            lua_pushvalue(L, idx);
-            lua_pushnil(L);
-            lua_rawset(L, -3);
-        }
-    }
+    unlink_child(L, idx);
     lua_settop(L, top);
 }
 
-/* Pushes a new ctx under the parent at pidx (0: the root). */
-static conc_ctx_t *new_ctx(lua_State *L, conc_sched_t *s, int pidx, int cancellable)
+/* Removes the CANCEL ctx at idx from its parent's source's CHILDREN, if it is there. */
+static void unlink_child(lua_State *L, int idx)
 {
-    conc_ctx_t *x = (conc_ctx_t *)conc_compat_newud(L, sizeof *x, NUV);
-    conc_ctx_t *p = pidx ? (conc_ctx_t *)lua_touserdata(L, pidx) : NULL;
-    int idx;
-    memset(x, 0, sizeof *x);
-    x->tag = CONC_TAG(CONC_UP_CTX_MT);
-    x->cancellable = cancellable;
-    x->deadline = p ? p->deadline : HUGE_VAL;
-    x->tnode.index = CONC_HEAP_NONE;
-    x->tnode.kind = CONC_HEAP_CTX;
-    lua_pushvalue(L, lua_upvalueindex(CONC_UP_CTX_MT));
-    lua_setmetatable(L, -2);
-    idx = lua_gettop(L);
-    x->donech = conc_chan_new(L, s, 0);
-    x->donech->recv_only = 1;
-    lua_pushvalue(L, idx);
-    conc_compat_setuv(L, -2, CONC_CHAN_UV_OWNER);
-    conc_compat_setuv(L, idx, UV_DONE);
-    if (p == NULL || !cancellable)
-        return x;
-    lua_pushvalue(L, pidx);
-    conc_compat_setuv(L, idx, UV_PARENT);
-    if (p->done) { /* a child of a cancelled ctx is born cancelled, with its parent's err */
-        conc_compat_getuv(L, pidx, UV_ERR);
-        conc_compat_getuv(L, pidx, UV_CAUSE);
-        cancel(L, s, idx, idx + 1, idx + 2);
+    conc_compat_getuv(L, idx, UV_PARENT);
+    if (lua_isnil(L, -1) || push_source(L, lua_gettop(L)) == NULL) {
         lua_pop(L, 2);
-    } else if (p->cancellable) {
-        conc_compat_getuv(L, pidx, UV_CHILDREN);
-        if (lua_isnil(L, -1)) {
-            lua_pop(L, 1);
-            lua_newtable(L);
-            lua_pushvalue(L, -1);
-            conc_compat_setuv(L, pidx, UV_CHILDREN);
-        }
+        return;
+    }
+    conc_compat_getuv(L, -1, UV_CHILDREN);
+    if (lua_istable(L, -1)) {
+        lua_pushvalue(L, idx);
+        lua_pushnil(L);
+        lua_rawset(L, -3);
+    }
+    lua_pop(L, 3);
+}
+
+/* Pushes the CHILDREN table of the source at idx, made now if it is not yet. */
+static void push_children(lua_State *L, int idx)
+{
+    conc_compat_getuv(L, idx, UV_CHILDREN);
+    if (lua_isnil(L, -1)) {
+        lua_pop(L, 1);
+        lua_newtable(L);
+        lua_pushvalue(L, -1);
+        conc_compat_setuv(L, idx, UV_CHILDREN);
+    }
+}
+
+/* A new CANCEL ctx at idx joins its parent's source at pidx: born cancelled if that source
+ * is done (X8), else registered as its child. */
+static void link_child(lua_State *L, conc_sched_t *s, int idx, int pidx)
+{
+    conc_ctx_t *p = push_source(L, pidx);
+    int src = lua_gettop(L);
+    if (p == NULL) {
+        lua_pop(L, 1);
+        return;
+    }
+    if (p->done) {
+        conc_compat_getuv(L, src, UV_CAUSE);
+        cancel(L, s, idx, p->done, src + 1);
+    } else {
+        push_children(L, src);
         lua_pushvalue(L, idx);
         lua_pushboolean(L, 1);
         lua_rawset(L, -3);
-        lua_pop(L, 1);
+    }
+    lua_settop(L, src - 1);
+}
+
+/* Pushes a new ctx of the given kind under the parent at pidx (0: none, for the root). */
+static conc_ctx_t *new_ctx(lua_State *L, conc_sched_t *s, int pidx, int kind)
+{
+    conc_ctx_t *x = (conc_ctx_t *)conc_compat_newud(L, sizeof *x, NUV);
+    conc_ctx_t *p = pidx ? (conc_ctx_t *)lua_touserdata(L, pidx) : NULL;
+    int idx = lua_gettop(L);
+    memset(x, 0, sizeof *x);
+    x->tag = CONC_TAG(CONC_UP_CTX_MT);
+    x->id = ++s->next_obj_id;
+    x->kind = (unsigned char)kind;
+    x->deadline = p != NULL && kind != CTX_DETACHED ? p->deadline : HUGE_VAL;
+    x->tnode.index = CONC_HEAP_NONE;
+    x->tnode.kind = CONC_HEAP_CTX;
+    lua_pushvalue(L, lua_upvalueindex(CONC_UP_CTX_MT));
+    lua_setmetatable(L, idx);
+    if (p != NULL) {
+        lua_pushvalue(L, pidx);
+        conc_compat_setuv(L, idx, UV_PARENT);
+    }
+    if (kind == CTX_CANCEL) {
+        x->src = x;
+        link_child(L, s, idx, pidx);
+    } else if (kind == CTX_VALUE) {
+        x->src = push_source(L, pidx);
+        conc_compat_setuv(L, idx, UV_SRC);
     }
     return x;
 }
 
-/* The cancel function of a ctx: upvalue CONC_NUP + 1 is the ctx. cancel([cause]). */
+/* The cancel function of a ctx (upvalue CANCEL_NUP): cancel([cause]). */
 static int l_cancel(lua_State *L)
 {
     conc_check_nargs(L, "cancel", 1, 0);
     lua_settop(L, 1);
-    lua_pushvalue(L, lua_upvalueindex(CONC_NUP + 1));
-    conc_push_hook(L, "canceled");
-    cancel(L, conc_sched_get(L), 2, 3, 1);
+    lua_pushvalue(L, lua_upvalueindex(CANCEL_NUP));
+    cancel(L, conc_sched_get(L), 2, CANCELED, 1);
     return 0;
 }
 
@@ -150,23 +259,17 @@ static int push_cancel(lua_State *L, int idx)
 {
     int i;
     lua_pushvalue(L, idx);
-    for (i = 1; i <= CONC_NUP; i++)
+    for (i = 1; i < CANCEL_NUP; i++)
         lua_pushvalue(L, lua_upvalueindex(i));
     lua_pushvalue(L, idx);
-    lua_pushcclosure(L, l_cancel, CONC_NUP + 1);
+    lua_pushcclosure(L, l_cancel, CANCEL_NUP);
     return 2;
 }
 
 static int l_background(lua_State *L)
 {
     conc_check_nargs(L, "background", 0, 0);
-    conc_compat_getuv(L, lua_upvalueindex(CONC_UP_SCHED), CONC_SCHED_UV_BACKGROUND);
-    if (lua_isnil(L, -1)) {
-        lua_pop(L, 1);
-        new_ctx(L, conc_sched_get(L), 0, 0);
-        lua_pushvalue(L, -1);
-        conc_compat_setuv(L, lua_upvalueindex(CONC_UP_SCHED), CONC_SCHED_UV_BACKGROUND);
-    }
+    push_background(L, conc_sched_get(L));
     return 1;
 }
 
@@ -174,7 +277,7 @@ static int l_with_cancel(lua_State *L)
 {
     conc_check_nargs(L, "with_cancel", 1, 0);
     checkctx(L, 1, "with_cancel", 1);
-    new_ctx(L, conc_sched_get(L), 1, 1);
+    new_ctx(L, conc_sched_get(L), 1, CTX_CANCEL);
     return push_cancel(L, lua_gettop(L));
 }
 
@@ -185,7 +288,7 @@ static int with_deadline(lua_State *L, const char *fname, double t)
     conc_ctx_t *p = (conc_ctx_t *)lua_touserdata(L, 1), *x;
     int idx;
     lua_settop(L, 3);
-    x = new_ctx(L, s, 1, 1);
+    x = new_ctx(L, s, 1, CTX_CANCEL);
     idx = lua_gettop(L);
     if (x->done || p->deadline <= t) /* the parent's deadline comes first: it cancels us */
         return push_cancel(L, idx);
@@ -193,9 +296,7 @@ static int with_deadline(lua_State *L, const char *fname, double t)
     lua_pushvalue(L, 3);
     conc_compat_setuv(L, idx, UV_CAUSE); /* the cause given for the deadline, until done */
     if (t <= conc_sched_now(s)) {
-        conc_push_hook(L, "deadline_exceeded");
-        cancel(L, s, idx, idx + 1, 3);
-        lua_pop(L, 1);
+        cancel(L, s, idx, DEADLINE_EXCEEDED, 3);
         return push_cancel(L, idx);
     }
     if (conc_heap_reserve(&s->timers, s->timers.len + 1) != 0)
@@ -213,13 +314,95 @@ static int l_with_deadline(lua_State *L)
     return with_deadline(L, "with_deadline", conc_checkduration(L, 2, "with_deadline", 2));
 }
 
+/* A timeout of 0 gives a ctx that is done on creation (X11); a negative one is a mistake
+ * (a computed time gone wrong) and raises: a caller who means "already late" passes 0 or
+ * uses with_deadline. */
 static int l_with_timeout(lua_State *L)
 {
     double d;
     conc_check_nargs(L, "with_timeout", 3, 0);
     checkctx(L, 1, "with_timeout", 1);
     d = conc_checkduration(L, 2, "with_timeout", 2);
+    if (d < 0)
+        return conc_error(L, "with_timeout: bad argument #2 (timeout must not be negative, got %f)", d);
     return with_deadline(L, "with_timeout", conc_sched_now(conc_sched_get(L)) + d);
+}
+
+static int l_with_value(lua_State *L)
+{
+    conc_check_nargs(L, "with_value", 3, 0);
+    checkctx(L, 1, "with_value", 1);
+    if (lua_isnil(L, 2))
+        return conc_error(L, "with_value: bad argument #2 (key must not be nil)");
+    if (lua_type(L, 2) == LUA_TNUMBER && lua_tonumber(L, 2) != lua_tonumber(L, 2))
+        return conc_error(L, "with_value: bad argument #2 (key must not be NaN: it could never be found)");
+    lua_settop(L, 3);
+    new_ctx(L, conc_sched_get(L), 1, CTX_VALUE);
+    lua_pushvalue(L, 2);
+    conc_compat_setuv(L, 4, UV_KEY);
+    lua_pushvalue(L, 3);
+    conc_compat_setuv(L, 4, UV_VALUE);
+    return 1;
+}
+
+static int l_without_cancel(lua_State *L)
+{
+    conc_check_nargs(L, "without_cancel", 1, 0);
+    checkctx(L, 1, "without_cancel", 1);
+    new_ctx(L, conc_sched_get(L), 1, CTX_DETACHED);
+    return 1;
+}
+
+/* The stop function of after_func: upvalue 1 the source (nil: never done), 2 the entry's
+ * key in the source's CHILDREN, nil once stop has been called. */
+static int l_stop(lua_State *L)
+{
+    conc_ctx_t *x = (conc_ctx_t *)lua_touserdata(L, lua_upvalueindex(1));
+    conc_check_nargs(L, "stop", 0, 0);
+    if (lua_isnil(L, lua_upvalueindex(2))) {
+        lua_pushboolean(L, 0);
+        return 1;
+    }
+    if (x != NULL && !x->done) {
+        conc_compat_getuv(L, lua_upvalueindex(1), UV_CHILDREN);
+        lua_pushvalue(L, lua_upvalueindex(2));
+        lua_pushnil(L);
+        lua_rawset(L, -3);
+        lua_pop(L, 1);
+    }
+    lua_pushnil(L);
+    lua_replace(L, lua_upvalueindex(2));
+    lua_pushboolean(L, x == NULL || !x->done); /* done: fn was started (X23) */
+    return 1;
+}
+
+/* after_func(ctx, fn): runs fn in its own task once ctx is done (X22-X24). */
+static int l_after_func(lua_State *L)
+{
+    conc_sched_t *s = conc_sched_get(L);
+    conc_ctx_t *src;
+    conc_check_nargs(L, "after_func", 2, 0);
+    checkctx(L, 1, "after_func", 1);
+    if (lua_type(L, 2) != LUA_TFUNCTION)
+        return conc_argerror(L, "after_func", 2, 2, "function");
+    lua_settop(L, 2);
+    src = push_source(L, 1); /* 3 */
+    if (src != NULL && src->done) {
+        conc_task_spawn(L, s, 2, 1);
+        lua_pop(L, 1);
+        lua_pushnil(L); /* no key: stop() returns false */
+    } else {
+        lua_newtable(L); /* a key of its own: registrations are independent (X24) */
+        if (src != NULL) {
+            push_children(L, 3);
+            lua_pushvalue(L, 4);
+            lua_pushvalue(L, 2);
+            lua_rawset(L, -3);
+            lua_pop(L, 1);
+        }
+    }
+    lua_pushcclosure(L, l_stop, 2);
+    return 1;
 }
 
 /* The scheduler's timer heap says x's deadline has come. */
@@ -227,17 +410,16 @@ void conc_ctx_fire(conc_sched_t *s, lua_State *L, conc_ctx_t *x)
 {
     int top = lua_gettop(L);
     if (conc_sched_find(L, x)) { /* else: being collected */
-        conc_push_hook(L, "deadline_exceeded");
         conc_compat_getuv(L, top + 1, UV_CAUSE);
-        cancel(L, s, top + 1, top + 2, top + 3);
+        cancel(L, s, top + 1, DEADLINE_EXCEEDED, top + 2);
     }
     lua_settop(L, top);
 }
 
 /* Pushes onto the woken task t what its blocking call returns because the ctx at slot
  * ctxslot of its stack ended: recv (nil, false, err); an iterator nothing (the loop ends);
- * send, sleep and wait (nil, err). Returns the count. */
-int conc_ctx_push_failure(conc_task_t *t, int ctxslot)
+ * every other call (nil, err). Returns the count. */
+int conc_ctx_push_failure(lua_State *L, conc_task_t *t, int ctxslot)
 {
     lua_State *co = t->co;
     lua_checkstack(co, 4);
@@ -246,30 +428,36 @@ int conc_ctx_push_failure(conc_task_t *t, int ctxslot)
     lua_pushnil(co);
     if (t->reason == CONC_WAIT_RECV)
         lua_pushboolean(co, 0);
-    conc_compat_getuv(co, ctxslot, UV_ERR);
+    push_err(L, ((conc_ctx_t *)lua_touserdata(co, ctxslot))->src->done);
+    lua_xmove(L, co, 1);
     return t->reason == CONC_WAIT_RECV ? 3 : 2;
 }
 
 /* D1: when the ctx at idx is done on entry, pushes what the call returns then, (nil, err),
  * or (nil, false, err) for a receive, and returns the count; else returns 0. */
-int conc_ctx_failed(lua_State *L, conc_ctx_t *x, int idx, int is_recv)
+int conc_ctx_failed(lua_State *L, conc_ctx_t *x, int is_recv)
 {
-    if (x == NULL || !x->done)
+    if (x == NULL || !conc_ctx_is_done(x))
         return 0;
     lua_pushnil(L);
     if (is_recv)
         lua_pushboolean(L, 0);
-    conc_compat_getuv(L, idx, UV_ERR);
+    push_err(L, x->src->done);
     return is_recv ? 3 : 2;
 }
 
 void conc_task_wait_ctx(lua_State *L, conc_task_t *t, conc_ctx_t *x, int ctxslot)
 {
     conc_waiter_t *w;
-    if (x == NULL || !x->cancellable)
+    if (x == NULL || x->src == NULL)
         return; /* never done: nothing to wait for */
+    if (x->src->donech == NULL) {
+        push_source(L, ctxslot);
+        source_done(L, conc_sched_get(L), -1);
+        lua_pop(L, 1);
+    }
     w = conc_task_waiters(L, t, t->nwait + 1) + t->nwait;
-    w->home = &x->donech->recvq;
+    w->home = &x->src->donech->recvq;
     w->owner = t;
     w->objslot = ctxslot;
     w->valslot = 0;
@@ -279,31 +467,37 @@ void conc_task_wait_ctx(lua_State *L, conc_task_t *t, conc_ctx_t *x, int ctxslot
 
 static int x_done(lua_State *L)
 {
-    checkctx(L, 1, "ctx:done", 0);
+    conc_sched_t *s = conc_sched_get(L);
+    conc_ctx_t *x = checkctx(L, 1, "ctx:done", 0);
     conc_check_nargs(L, "ctx:done", 0, 1);
-    conc_compat_getuv(L, 1, UV_DONE);
+    if (x->src == NULL)
+        push_background(L, s);
+    else
+        push_source(L, 1);
+    source_done(L, s, -1);
+    conc_compat_getuv(L, -1, UV_DONE);
     return 1;
 }
 
-/* err() and cause(): the value in user value slot uv once the ctx is done, else nothing. */
-static int push_once_done(lua_State *L, const char *fname, int uv)
-{
-    conc_ctx_t *x = checkctx(L, 1, fname, 0);
-    conc_check_nargs(L, fname, 0, 1);
-    if (!x->done)
-        return 0;
-    conc_compat_getuv(L, 1, uv);
-    return 1;
-}
-
+/* err() and cause(): from the source once it is done, else nothing. */
 static int x_err(lua_State *L)
 {
-    return push_once_done(L, "ctx:err", UV_ERR);
+    conc_ctx_t *x = checkctx(L, 1, "ctx:err", 0);
+    conc_check_nargs(L, "ctx:err", 0, 1);
+    if (!conc_ctx_is_done(x))
+        return 0;
+    push_err(L, x->src->done);
+    return 1;
 }
 
 static int x_cause(lua_State *L)
 {
-    return push_once_done(L, "ctx:cause", UV_CAUSE);
+    conc_ctx_t *x = checkctx(L, 1, "ctx:cause", 0);
+    conc_check_nargs(L, "ctx:cause", 0, 1);
+    if (!conc_ctx_is_done(x))
+        return 0;
+    push_cause(L, 1);
+    return 1;
 }
 
 static int x_deadline(lua_State *L)
@@ -316,10 +510,33 @@ static int x_deadline(lua_State *L)
     return 1;
 }
 
+/* value(key): the value of the nearest with_value ancestor (or self) with that key. */
+static int x_value(lua_State *L)
+{
+    checkctx(L, 1, "ctx:value", 0);
+    conc_check_nargs(L, "ctx:value", 1, 1);
+    lua_settop(L, 2);
+    lua_pushvalue(L, 1);
+    while (!lua_isnil(L, 3)) {
+        if (((conc_ctx_t *)lua_touserdata(L, 3))->kind == CTX_VALUE) {
+            conc_compat_getuv(L, 3, UV_KEY);
+            if (lua_rawequal(L, -1, 2)) {
+                conc_compat_getuv(L, 3, UV_VALUE);
+                return 1;
+            }
+            lua_pop(L, 1);
+        }
+        conc_compat_getuv(L, 3, UV_PARENT);
+        lua_replace(L, 3);
+    }
+    return 1;
+}
+
 static int x_tostring(lua_State *L)
 {
+    static const char *const kinds[] = {"background", "cancel", "value", "without_cancel"};
     conc_ctx_t *x = checkctx(L, 1, "ctx:__tostring", 0);
-    lua_pushfstring(L, "ctx on chan#%d%s", (int)x->donech->id, x->done ? " (done)" : "");
+    lua_pushfstring(L, "ctx#%d (%s%s)", (int)x->id, kinds[x->kind], conc_ctx_is_done(x) ? ", done" : "");
     return 1;
 }
 
@@ -330,11 +547,35 @@ static int x_gc(lua_State *L)
     return 0;
 }
 
+/* core.ctx_children(ctx): how many children and after_func entries its source holds (for
+ * the specs of X9 and X24). */
+static int l_ctx_children(lua_State *L)
+{
+    lua_Integer n = 0;
+    checkctx(L, 1, "ctx_children", 1);
+    if (push_source(L, 1) != NULL) {
+        conc_compat_getuv(L, -1, UV_CHILDREN);
+        if (lua_istable(L, -1)) {
+            lua_pushnil(L);
+            while (lua_next(L, -2) != 0) {
+                lua_pop(L, 1);
+                n++;
+            }
+        }
+    }
+    lua_pushinteger(L, n);
+    return 1;
+}
+
 const luaL_Reg conc_ctx_funcs[] = {
     {"background", l_background},
     {"with_cancel", l_with_cancel},
     {"with_deadline", l_with_deadline},
     {"with_timeout", l_with_timeout},
+    {"with_value", l_with_value},
+    {"without_cancel", l_without_cancel},
+    {"after_func", l_after_func},
+    {"ctx_children", l_ctx_children},
     {NULL, NULL}
 };
 
@@ -343,6 +584,7 @@ const luaL_Reg conc_ctx_methods[] = {
     {"err", x_err},
     {"cause", x_cause},
     {"deadline", x_deadline},
+    {"value", x_value},
     {NULL, NULL}
 };
 

@@ -27,7 +27,8 @@
 #include <string.h>
 #include "conc.h"
 
-const char *const conc_reason_names[] = {"none", "yield", "recv", "send", "select", "sleep", "task"};
+const char *const conc_reason_names[] = {"none", "yield", "recv", "send", "select", "sleep", "task",
+                                         "waitgroup", "acquire", "lock"};
 const char *const conc_status_names[] = {"ready", "running", "blocked", "done", "failed"};
 
 /* Their addresses mark results that must raise in the woken task (conc_sched_push_raise),
@@ -206,12 +207,19 @@ static void commit_park(conc_sched_t *s, conc_task_t *t)
 
 static void unpark(conc_sched_t *s, conc_task_t *t)
 {
+    conc_waitq_t *left = NULL; /* a queue that wants to know (one park waits on one such) */
     int i;
-    for (i = 0; i < t->nwait; i++)
+    for (i = 0; i < t->nwait; i++) {
+        conc_waitq_t *q = t->waiters[i].q;
+        if (q != NULL && q->on_leave != NULL)
+            left = q;
         conc_waitq_remove(&t->waiters[i]);
+    }
     t->nwait = 0;
     conc_heap_remove(&s->timers, &t->timer);
     t->reason = CONC_WAIT_NONE;
+    if (left != NULL)
+        left->on_leave(left, s);
 }
 
 void conc_sched_wake(conc_sched_t *s, conc_task_t *t, int nres)
@@ -789,6 +797,10 @@ static int l_set_hooks(lua_State *L)
 {
     luaL_checktype(L, 1, LUA_TTABLE);
     lua_settop(L, 1);
+    lua_getfield(L, 1, "canceled");
+    conc_compat_setuv(L, lua_upvalueindex(CONC_UP_SCHED), CONC_SCHED_UV_CANCELED);
+    lua_getfield(L, 1, "deadline_exceeded");
+    conc_compat_setuv(L, lua_upvalueindex(CONC_UP_SCHED), CONC_SCHED_UV_DEADLINE);
     conc_compat_setuv(L, lua_upvalueindex(CONC_UP_SCHED), CONC_SCHED_UV_HOOKS);
     return 0;
 }

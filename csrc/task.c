@@ -110,7 +110,7 @@ static int l_sleep(lua_State *L)
     conc_check_nargs(L, "sleep", 2, 0);
     d = conc_checkduration(L, 1, "sleep", 1);
     x = conc_ctx_opt(L, 2, "sleep", 2);
-    if ((n = conc_ctx_failed(L, x, 2, 0)) != 0) /* D1 */
+    if ((n = conc_ctx_failed(L, x, 0)) != 0) /* D1 */
         return n;
     if (d <= 0) { /* T5: returns at once */
         lua_pushboolean(L, 1);
@@ -133,7 +133,7 @@ static int t_wait(lua_State *L)
     int n;
     conc_check_nargs(L, "task:wait", 1, 1);
     x = conc_ctx_opt(L, 2, "task:wait", 1);
-    if ((n = conc_ctx_failed(L, x, 2, 0)) != 0) /* D1 */
+    if ((n = conc_ctx_failed(L, x, 0)) != 0) /* D1 */
         return n;
     if (t->status == CONC_TASK_DONE || t->status == CONC_TASK_FAILED)
         return conc_task_outcome(L, t, 1, L);

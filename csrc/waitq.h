@@ -26,11 +26,15 @@ typedef struct conc_waiter {
 
 struct conc_waitq {
     conc_waiter_t *head, *tail;
+    /* Called when a waiter leaves this queue because its task was woken by something else
+     * (its ctx ended): a semaphore then serves the waiters behind it. NULL on most queues. */
+    void (*on_leave)(struct conc_waitq *q, void *sched);
 };
 
 static inline void conc_waitq_init(conc_waitq_t *q)
 {
     q->head = q->tail = NULL;
+    q->on_leave = NULL;
 }
 
 static inline void conc_waitq_push(conc_waitq_t *q, conc_waiter_t *w)

@@ -26,9 +26,9 @@ end
 
 --- The conc error for a value raised in a task: a raised conc error is kept (and told
 -- which task it failed), anything else becomes a bug whose cause is the raw value.
--- `task` is the task handle, `co` its coroutine (for the traceback), `site` where
--- conc.go was called.
-function M.from_task(raw, task, co, site)
+-- `task` is the task handle (nil at the top level), `site` where conc.go was called and
+-- `stack` the traceback of the raise.
+function M.raised(raw, task, site, stack)
   local err = raw
   if getmetatable(raw) ~= Error then
     err = setmetatable({
@@ -37,12 +37,28 @@ function M.from_task(raw, task, co, site)
       bug = true,
     }, Error)
   end
-  if err.task == nil then
+  if err.task == nil and task ~= nil then
     err.task = { id = task:id(), name = task:name() }
     err.spawned_at = site
-    err.stack = debug.traceback(co)
+    err.stack = stack
   end
   return err
+end
+
+--- The same for a task that failed: `co` is its coroutine, which keeps the traceback.
+function M.from_task(raw, task, co, site)
+  return M.raised(raw, task, site, debug.traceback(co))
+end
+
+--- errors.join(list): one error that holds every error of the list (`errors`), its message
+-- their messages one per line, as Go's errors.Join; nil for an empty list.
+function M.join(list)
+  if #list == 0 then return nil end
+  local lines = {}
+  for i, e in ipairs(list) do
+    lines[i] = getmetatable(e) == Error and tostring(e.message) or tostring(e)
+  end
+  return setmetatable({ message = table.concat(lines, "\n"), kind = "joined", errors = list }, Error)
 end
 
 --- The errors of a context that ended (ctx:err()): cancelled, or its deadline passed.

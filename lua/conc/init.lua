@@ -5,18 +5,21 @@
 -- send or select raise (see core.finish).
 local core = require "conc.core"
 local errors = require "conc.errors"
+local protect = require "conc.protect"
 
 local M = {}
-
-local unpack = table.unpack or unpack
 
 for _, name in ipairs {
   "go", "run", "yield", "sleep", "now", "self", "step", "stats", "seed", "virtual_time",
   "chan", "select", "send", "after", "timer", "ticker",
-  "background", "with_cancel", "with_deadline", "with_timeout",
+  "background", "with_cancel", "with_deadline", "with_timeout", "with_value", "without_cancel",
+  "after_func", "waitgroup", "semaphore", "mutex",
 } do
   M[name] = core[name]
 end
+
+local sync = require "conc.sync"
+M.group, M.first, M.hedge = sync.group, sync.first, sync.hedge
 
 --- conc.default: a select case that makes the select non-blocking.
 M.default = core.default
@@ -61,26 +64,13 @@ core.set_hooks {
   deadline_exceeded = errors.deadline_exceeded,
 }
 
-local function pack(...)
-  return { n = select("#", ...), ... }
-end
-
 --- conc.pcall(fn, ...): pcall through which a task may block, on every interpreter.
 -- Lua 5.2+ and LuaJIT can yield across pcall, so it is pcall itself there. PUC 5.1 cannot:
--- fn runs in a coroutine of its own, and the yields of its blocking calls are passed on
--- to the scheduler and their results back.
+-- see conc.protect.
 if core.puc51 then
+  local function raw_error(raw) return raw end
   function M.pcall(fn, ...)
-    if core.self() == nil then return pcall(fn, ...) end
-    -- a Lua function around fn: 5.1's coroutine.create takes no C function or callable
-    local co = coroutine.create(function(...) return fn(...) end)
-    local prev = core.exec(co)
-    local r = pack(coroutine.resume(co, ...))
-    while r[1] and coroutine.status(co) == "suspended" do
-      r = pack(coroutine.resume(co, coroutine.yield(unpack(r, 2, r.n))))
-    end
-    core.exec(prev)
-    return unpack(r, 1, r.n)
+    return protect.xcall(fn, raw_error, ...)
   end
 else
   M.pcall = pcall

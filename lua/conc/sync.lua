@@ -1,0 +1,199 @@
+--- conc.group, conc.first and conc.hedge: structure built from tasks, channels, contexts
+-- and the C core's waitgroups and semaphores (golang.org/x/sync/errgroup; the book's
+-- replicated requests; hedged requests from "The Tail at Scale").
+local core = require "conc.core"
+local errors = require "conc.errors"
+local attempt = require "conc.protect".attempt
+
+local M = {}
+
+local unpack = table.unpack or unpack
+local CTX_MT = getmetatable(core.background())
+
+local function pack(...)
+  return { n = select("#", ...), ... }
+end
+
+local function fail(fmt, ...)
+  error("conc: " .. fmt:format(...), 0)
+end
+
+local function check_ctx(fname, ctx, arg, optional)
+  if (ctx == nil and optional) or getmetatable(ctx) == CTX_MT then return end
+  fail("%s: bad argument #%d (ctx expected, got %s)", fname, arg, ctx == nil and "nil" or type(ctx))
+end
+
+local function check_fn(fname, fn, arg)
+  if type(fn) ~= "function" then
+    fail("%s: bad argument #%d (function expected, got %s)", fname, arg, type(fn))
+  end
+end
+
+local function check_whole(fname, n, arg, min, what)
+  if type(n) ~= "number" or n ~= math.floor(n) or n < min then
+    fail("%s: bad argument #%d (%s must be a whole number >= %d, got %s)", fname, arg, what, min, tostring(n))
+  end
+end
+
+---------------------------------------------------------------------------- group
+
+local Group = { __name = "conc.group" }
+Group.__index = Group
+
+--- conc.group([ctx]) -> g, gctx: an errgroup. gctx (when ctx is given) is cancelled by
+-- the first error, with that error as its cause, or when wait() returns (G3).
+function M.group(ctx)
+  check_ctx("group", ctx, 1, true)
+  local g = setmetatable({ wg = core.waitgroup(), active = 0 }, Group)
+  local gctx
+  if ctx ~= nil then gctx, g.cancel = core.with_cancel(ctx) end
+  return g, gctx
+end
+
+local function check_group(g, fname)
+  if getmetatable(g) ~= Group then fail("%s: bad self (group expected, got %s)", fname, type(g)) end
+end
+
+-- The body of every group task: fn's failure (a raise counts, D6/G7) is the group's error
+-- if it is the first (G1).
+local function run(g, fn, ...)
+  local ok, err = attempt(fn, ...)
+  if not ok and g.err == nil then
+    g.err = err
+    if g.cancel then g.cancel(err) end
+  end
+  g.active = g.active - 1
+  if g.limit then g.limit:release() end
+  g.wg:done()
+end
+
+local function start(g, fn, ...)
+  g.active = g.active + 1
+  g.wg:add(1)
+  core.go(run, g, fn, ...)
+end
+
+--- g:go(fn, ...): runs fn(...) in a new task of the group; with a limit, blocks the caller
+-- until a slot is free (G5).
+function Group:go(fn, ...)
+  check_group(self, "g:go")
+  check_fn("g:go", fn, 1)
+  if self.limit then self.limit:acquire() end
+  start(self, fn, ...)
+end
+
+--- g:try_go(fn, ...): as go, but returns false and starts nothing when no slot is free.
+function Group:try_go(fn, ...)
+  check_group(self, "g:try_go")
+  check_fn("g:try_go", fn, 1)
+  if self.limit and not self.limit:try_acquire() then return false end
+  start(self, fn, ...)
+  return true
+end
+
+--- g:set_limit(n): at most n tasks active at once; a negative n removes the limit (G5).
+-- Raises while tasks are active (G6).
+function Group:set_limit(n)
+  check_group(self, "g:set_limit")
+  if type(n) ~= "number" or n ~= math.floor(n) then
+    fail("g:set_limit: bad argument #1 (whole number expected, got %s)", tostring(n))
+  end
+  if self.active ~= 0 then
+    fail("g:set_limit: modify limit while %d tasks in the group are still active", self.active)
+  end
+  self.limit = n >= 0 and core.semaphore(n) or nil
+end
+
+--- g:wait(): waits for every task of the group; returns nil or the first error (G1, G2).
+function Group:wait()
+  check_group(self, "g:wait")
+  self.wg:wait()
+  if self.cancel then self.cancel(self.err) end
+  return self.err
+end
+
+function Group:__tostring()
+  return ("conc.group (%d active)"):format(self.active)
+end
+
+---------------------------------------------------------------------------- first, hedge
+
+-- The body of a replica: its outcome goes to the results channel, which has room for
+-- every replica, so a replica never blocks after the race is decided.
+local function replica(results, fn, ...)
+  results:send(pack(attempt(fn, ...)))
+end
+
+--- conc.first(ctx, n, fn, ...): runs fn(rctx, i, ...) for i = 1..n, each in its own task,
+-- and returns the results of the first that succeeds, cancelling the others (their rctx).
+-- nil, err when all failed (err joins their errors), or when ctx ended (ctx:err()).
+function M.first(ctx, n, fn, ...)
+  check_ctx("first", ctx, 1)
+  check_whole("first", n, 2, 1, "the number of replicas")
+  check_fn("first", fn, 3)
+  local err = ctx:err()
+  if err then return nil, err end -- D1
+  local rctx, cancel = core.with_cancel(ctx)
+  local results, errs = core.chan(n), {}
+  for i = 1, n do core.go(replica, results, fn, rctx, i, ...) end
+  for _ = 1, n do
+    local r, _, cerr = results:recv(ctx)
+    if cerr then cancel(); return nil, cerr end
+    if r[1] then cancel(); return unpack(r, 2, r.n) end
+    errs[#errs + 1] = r[2]
+  end
+  cancel()
+  return nil, errors.join(errs)
+end
+
+--- conc.hedge(ctx, opts, fn, ...): runs fn(rctx, 1, ...), and another replica fn(rctx, i,
+-- ...) every opts.delay seconds while none has succeeded, up to opts.max replicas in all
+-- (default 2: one hedge). A replica that fails starts the next one at once, without
+-- waiting for the delay. Returns the first success's results and cancels the others;
+-- nil, err when every replica failed (err joins their errors) or ctx ended (ctx:err()).
+function M.hedge(ctx, opts, fn, ...)
+  check_ctx("hedge", ctx, 1)
+  if type(opts) ~= "table" then fail("hedge: bad argument #2 (table expected, got %s)", type(opts)) end
+  local delay, max = opts.delay, opts.max == nil and 2 or opts.max
+  if type(delay) ~= "number" or not (delay >= 0) then
+    fail("hedge: bad argument #2 (opts.delay must be a number of seconds >= 0, got %s)", tostring(delay))
+  end
+  check_whole("hedge", max, 2, 1, "opts.max")
+  check_fn("hedge", fn, 3)
+  local err = ctx:err()
+  if err then return nil, err end -- D1
+  local rctx, cancel = core.with_cancel(ctx)
+  local results, errs, started, running = core.chan(max), {}, 0, 0
+  local timer = core.timer(delay)
+  local args = pack(...)
+  local function launch()
+    started, running = started + 1, running + 1
+    core.go(replica, results, fn, rctx, started, unpack(args, 1, args.n))
+    if started < max then timer:reset(delay) else timer:stop() end
+  end
+  local function finish(...)
+    cancel()
+    timer:stop()
+    return ...
+  end
+  launch()
+  while true do
+    local i, r = core.select(results, ctx:done(), started < max and timer:chan() or nil)
+    if i == 1 then
+      running = running - 1
+      if r[1] then return finish(unpack(r, 2, r.n)) end
+      errs[#errs + 1] = r[2]
+      if started < max then
+        launch()
+      elseif running == 0 then
+        return finish(nil, errors.join(errs))
+      end
+    elseif i == 2 then
+      return finish(nil, ctx:err())
+    else
+      launch()
+    end
+  end
+end
+
+return M
