@@ -1,7 +1,8 @@
 -- bench/conc_w.lua: the conc workloads of `make bench`.
 --
 --   LUA_PATH='lua/?.lua;lua/?/init.lua;;' LUA_CPATH='build/lua5.4/release/?.so;;' \
---     lua5.4 bench/conc_w.lua W1          (W1 W2 W3 W4 W4mem W5; env BENCH_SCALE shrinks N)
+--     lua5.4 bench/conc_w.lua W1     (W1 W2 W3 W4 W4mem W5 X1 X2 X2ref M1 M2 G1;
+--                                     env BENCH_SCALE shrinks N)
 --
 -- Prints `RESULT <key> <number>` and `NOTE <text>` lines for bench/run.lua. The same
 -- workloads, defined the same way, are in bench/purelua.lua, bench/tarantool_w.lua and
@@ -139,9 +140,105 @@ function W.W5()
   result("late_ms", late / n * 1e3)
 end
 
+-- X1: create a child of a long-lived cancellable context and cancel it; ns per pair.
+function W.X1()
+  local n = n_of(1e6)
+  local parent, cancel_parent = conc.with_cancel(conc.background())
+  local t0 = conc.now()
+  for _ = 1, n do
+    local _, cancel = conc.with_cancel(parent)
+    cancel()
+  end
+  result("ns", (conc.now() - t0) / n * 1e9)
+  cancel_parent()
+end
+
+-- X2: a producer sends N values on an unbuffered channel; the main task receives each
+-- through a select whose other case is ctx:done() of a live context, called each time
+-- round as Go calls ctx.Done(); ns per select. Were the done case taken, v would be nil
+-- and the sum would raise.
+function W.X2()
+  local n = n_of(1e6)
+  local ctx, cancel = conc.with_cancel(conc.background())
+  local ch = conc.chan()
+  local t0 = conc.now()
+  conc.go(function() for i = 1, n do ch:send(i) end end)
+  local sum = 0
+  for _ = 1, n do
+    local _, v = conc.select(ctx:done(), ch)
+    sum = sum + v
+  end
+  assert(sum == n * (n + 1) / 2)
+  result("ns", (conc.now() - t0) / n * 1e9)
+  cancel()
+end
+
+-- X2ref: X2 with an ordinary channel that never becomes ready in place of ctx:done().
+function W.X2ref()
+  local n = n_of(1e6)
+  local other, ch = conc.chan(), conc.chan()
+  local t0 = conc.now()
+  conc.go(function() for i = 1, n do ch:send(i) end end)
+  local sum = 0
+  for _ = 1, n do
+    local _, v = conc.select(other, ch)
+    sum = sum + v
+  end
+  assert(sum == n * (n + 1) / 2)
+  result("ns", (conc.now() - t0) / n * 1e9)
+end
+
+-- M1: acquire and release a semaphore of weight 1 that nobody else wants; ns per pair.
+function W.M1()
+  local n = n_of(1e6)
+  local s = conc.semaphore(1)
+  local t0 = conc.now()
+  for _ = 1, n do
+    s:acquire()
+    s:release()
+  end
+  result("ns", (conc.now() - t0) / n * 1e9)
+end
+
+-- M2: two tasks share a semaphore of weight 1; each does N/2 times acquire, yield while
+-- holding it (so the other one queues), release. ns per acquire+release, over both.
+function W.M2()
+  local half = math.floor(n_of(1e6) / 2)
+  local s, done = conc.semaphore(1), conc.chan(2)
+  local function task()
+    for _ = 1, half do
+      s:acquire()
+      conc.yield()
+      s:release()
+    end
+    done:send(true)
+  end
+  local t0 = conc.now()
+  conc.go(task)
+  conc.go(task)
+  done:recv()
+  done:recv()
+  result("ns", (conc.now() - t0) / (2 * half) * 1e9)
+end
+
+-- G1: a group starts 1000 tasks that return at once and waits for them, N/1000 times;
+-- ns per task.
+function W.G1()
+  local rounds = math.max(1, math.floor(n_of(1e6) / 1000))
+  local function fn() end
+  local t0 = conc.now()
+  for _ = 1, rounds do
+    local g = conc.group()
+    for _ = 1, 1000 do g:go(fn) end
+    local err = g:wait()
+    if err ~= nil then error(err) end
+  end
+  result("ns", (conc.now() - t0) / (rounds * 1000) * 1e9)
+end
+
 local name = arg and arg[1]
 if not W[name] then
-  io.stderr:write("usage: conc_w.lua W1|W2|W3|W4|W4mem|W5\n")
+  io.stderr:write("usage: conc_w.lua W1|W2|W3|W4|W4mem|W5|X1|X2|X2ref|M1|M2|G1\n")
   os.exit(2)
 end
 math.randomseed(42)

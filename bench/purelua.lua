@@ -1,7 +1,8 @@
 -- bench/purelua.lua: the "pure Lua" peer of `make bench`: a small hand-written
 -- channel scheduler in plain Lua (runs on Lua 5.4 and LuaJIT), and the workloads.
 --
---   lua5.4 bench/purelua.lua W1        (W1 W2 W3 W4 W4mem W5; env BENCH_SCALE shrinks N)
+--   lua5.4 bench/purelua.lua W1        (W1 W2 W3 W4 W4mem W5; env BENCH_SCALE shrinks N;
+--                                      X1 X2 X2ref M1 M2 G1 print NA)
 --
 -- Prints `RESULT <key> <number>` and `NOTE <text>` lines for bench/run.lua.
 --
@@ -389,9 +390,15 @@ function W.W5()
   result("late_ms", late / n * 1e3)
 end
 
+-- X1 X2 X2ref (contexts), M1 M2 (semaphore), G1 (group): nothing to run them on here.
+local function na(reason) return function() io.write("NA ", reason, "\n") end end
+local no_ctx, no_sem, no_group =
+  na("no contexts"), na("no semaphore"), na("no group")
+W.X1, W.X2, W.X2ref, W.M1, W.M2, W.G1 = no_ctx, no_ctx, no_ctx, no_sem, no_sem, no_group
+
 local name = arg and arg[1]
 if not W[name] then
-  io.stderr:write("usage: purelua.lua W1|W2|W3|W4|W4mem|W5\n")
+  io.stderr:write("usage: purelua.lua W1|W2|W3|W4|W4mem|W5|X1|X2|X2ref|M1|M2|G1\n")
   os.exit(2)
 end
 math.randomseed(42)

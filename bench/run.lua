@@ -8,7 +8,7 @@
 --   BENCH_SCALE      multiplies every N (default 1; 0.01 for a smoke run)
 --   BENCH_PEERS      comma list of peer ids to run (default all: conc54,concjit,pure54,
 --                    purejit,tarantool,go)
---   BENCH_WORKLOADS  comma list (default W1,W2,W3,W4,W4mem,W5,Floor)
+--   BENCH_WORKLOADS  comma list (default W1,W2,W3,W4,W4mem,W5,X1,X2,X2ref,M1,M2,G1,Floor)
 --   BENCH_TIMEOUT    seconds allowed to one process (default 600)
 --   BENCH_OUT        where to write the report (default bench/RESULTS.md)
 --   BENCH_GO_BIN     the Go program built by run.sh
@@ -91,6 +91,12 @@ local METRICS = {
   { w = "W5", key = "overhead_ms", label = "W5 100k sleepers 0-100 ms, overhead (ms)" },
   { w = "W5", key = "late_ms", label = "W5 mean lateness of a wake-up (ms)" },
   { w = "W5", key = "early", label = "W5 early wake-ups (count)", no_ratio = true, int = true },
+  { w = "X1", key = "ns", label = "X1 context create+cancel (ns/op)" },
+  { w = "X2", key = "ns", label = "X2 select with a ctx case (ns/select)" },
+  { w = "X2ref", key = "ns", label = "X2ref the same, a plain never-ready chan (ns/select)" },
+  { w = "M1", key = "ns", label = "M1 semaphore acquire+release, uncontended (ns/op)" },
+  { w = "M2", key = "ns", label = "M2 semaphore, 2 tasks contending (ns/op)" },
+  { w = "G1", key = "ns", label = "G1 group go+wait of 1000 tasks (ns/task)" },
 }
 -- The Floor workload's metrics, all ns; rows of their own table (see floor_table).
 local FLOOR = {
@@ -100,7 +106,7 @@ local FLOOR = {
   { w = "Floor", key = "strlen_ns", label = "string.len(s), a builtin (ns/call)" },
   { w = "Floor", key = "rawlen_ns", label = "rawlen(t), a builtin (ns/call)" },
 }
-local WORKLOADS = list("BENCH_WORKLOADS", "W1,W2,W3,W4,W4mem,W5,Floor")
+local WORKLOADS = list("BENCH_WORKLOADS", "W1,W2,W3,W4,W4mem,W5,X1,X2,X2ref,M1,M2,G1,Floor")
 
 ---------------------------------------------------------------------------- running
 local samples = {}   -- samples[peer][w][key] = { values }
@@ -346,8 +352,9 @@ local function max_of(pid, w, key)
 end
 local function rounded(v) return v and tonumber(("%.2f"):format(v)) end
 local function verdict(ok) if ok == nil then return "n/a" end; return ok and "met" or "missed" end
-local function ratio_target(name, a, b, w, limit)
-  local v = rounded(over(med(a, w, "ns"), med(b, w, "ns")))
+-- Peer a over peer b on workload w (b's workload is wb when given); keys "ns".
+local function ratio_target(name, a, b, w, limit, wb)
+  local v = rounded(over(med(a, w, "ns"), med(b, wb or w, "ns")))
   return { name, v and ("%.2f"):format(v) or "n/a", ("≤ %.1f"):format(limit), verdict(v and v <= limit) }
 end
 local function targets_table()
@@ -365,6 +372,10 @@ local function targets_table()
     { "W5 overhead, conc 5.4 / Go; early wake-ups (most in one run)",
       r5 and early and ("%.2f (%s / %s ms); %d early"):format(r5, fmt(c5), fmt(g5), early) or "n/a",
       "≤ 1.0; 0 early", verdict(r5 and early and r5 <= 1 and early == 0) },
+    ratio_target("X1 context create+cancel, conc 5.4 / Go", "conc54", "go", "X1", 2),
+    ratio_target("X2 select with a ctx case / X2ref plain chan, conc 5.4", "conc54", "conc54", "X2", 1.2,
+                 "X2ref"),
+    ratio_target("M1 semaphore acquire+release, conc 5.4 / Go", "conc54", "go", "M1", 2),
     ratio_target("W1 round trip, conc LuaJIT / pure LuaJIT", "concjit", "purejit", "W1", 1),
     ratio_target("W3 per select, conc LuaJIT / pure LuaJIT", "concjit", "purejit", "W3", 1),
     ratio_target("W4 spawn-and-finish, conc LuaJIT / pure LuaJIT", "concjit", "purejit", "W4", 1),
@@ -398,6 +409,7 @@ end
 local versions = {
   { "lua5.4", "lua5.4 -v" }, { "luajit", "luajit -v" }, { "tarantool", "tarantool --version | head -1" },
   { "go", "go version" },
+  { "golang.org/x/sync", "dpkg-query -W -f='${Version}' golang-golang-x-sync-dev" },
 }
 
 local doc = {}
@@ -470,8 +482,33 @@ bench/go/main.go); N below is for BENCH_SCALE=1.
   `string.len(s)` and of `rawlen(t)` (N = 2e7 each; LuaJIT 2.1
   has no rawlen, and compiles string.len inline, so its string.len is no C call). Each
   includes the step of its for loop.
+- **X1 context**: a long-lived cancellable parent (`conc.with_cancel(conc.background())`,
+  Go `context.WithCancel(context.Background())`); N = 1e6 times, create a child of it with
+  `with_cancel` and cancel the child at once. Time / N.
+- **X2 select with a ctx case**: a producer task sends N = 1e6 integers on an unbuffered
+  channel; the main task receives each with `conc.select(ctx:done(), ch)` (Go: `select`
+  on `<-ctx.Done()` and `<-ch`), ctx a live `with_cancel` context whose `done()` is called
+  each time round, as Go code calls `ctx.Done()` in its loop. Time / N. **X2ref** is the
+  same with an ordinary channel that is never ready in place of `ctx:done()`; X2 / X2ref,
+  both conc 5.4 from this run, is what a ctx case costs over a plain one.
+- **M1 semaphore, uncontended**: a semaphore of weight 1, N = 1e6 times `s:acquire()`
+  then `s:release()` (Go: golang.org/x/sync/semaphore `Weighted`, `Acquire(ctx, 1)` with
+  `context.Background()`, `Release(1)`). Time / N.
+- **M2 semaphore, 2 tasks contending**: a semaphore of weight 1 and two tasks; each does
+  N/2 times acquire, `conc.yield()` (Go: `runtime.Gosched()`) while holding it, release, so
+  every acquire after the first finds the other task holding it and queues. Time from
+  the first spawn until both are done (they signal on a channel of capacity 2), / N
+  (N = 1e6 acquire+release pairs in all).
+- **G1 group**: `conc.group()`, 1000 times `g:go(fn)` with `fn` a function that returns
+  nothing, then `g:wait()`; repeated N/1000 times (N = 1e6 tasks). Go: a zero
+  `errgroup.Group` (conc.group() without a ctx makes no gctx either), `g.Go` of a func
+  returning nil, `g.Wait()`. Time / N.
+- X1, X2, X2ref, M1, M2 and G1 are n/a for the pure-Lua scheduler and Tarantool, which have
+  no contexts, semaphore or group.
 
-Go runs with GOMAXPROCS=1. The pure-Lua peer is a small scheduler in plain Lua
+Go runs with GOMAXPROCS=1; golang.org/x/sync (M1, M2, G1) is Debian's
+golang-golang-x-sync-dev, built in by bench/run.sh without any download (without it, those
+cells read n/a). The pure-Lua peer is a small scheduler in plain Lua
 (bench/purelua.lua: ring-buffer channels, FIFO wait queues, run queue, select with uniform
 random choice, binary-heap timers); plain Lua has no monotonic clock and cannot sleep, so it
 takes `system.monotime`/`system.sleep` from luasystem (Debian lua-system) and otherwise says so

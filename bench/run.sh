@@ -29,6 +29,7 @@ need() {  # need PACKAGE TEST-COMMAND...: apt-get install PACKAGE unless the tes
 need lua5.4 command -v lua5.4 || { echo "bench: lua5.4 is required to run the harness" >&2; exit 1; }
 need luajit command -v luajit
 need golang-go command -v go
+need golang-golang-x-sync-dev test -f /usr/share/gocode/src/golang.org/x/sync/go.mod  # Go's M1 M2 G1
 need tarantool command -v tarantool
 need lua-system lua5.4 -e 'assert(require("system").monotime)'   # clock for the pure-Lua peer
 
@@ -39,10 +40,27 @@ go_bin=
 if command -v go >/dev/null 2>&1; then
   # Without HOME the go command has no default cache; give it a temporary one.
   if [ -z "${GOCACHE:-}" ] && [ -z "${HOME:-}" ]; then export GOCACHE="$tmp/gocache"; fi
-  if (cd bench/go && GOFLAGS=-mod=mod GOPROXY=off go build -o "$tmp/concbench" .) >&2; then
-    go_bin="$tmp/concbench"
-  else
-    echo "bench: go build failed; the Go peer will be n/a" >&2
+  # golang.org/x/sync (M1, M2, G1) is Debian's copy: a go.mod of our own replaces the
+  # module by its directory, and tag xsync builds bench/go/xsync.go. Without it, or if that
+  # build fails, the plain build's M1, M2 and G1 print NA.
+  xsync=/usr/share/gocode/src/golang.org/x/sync
+  if [ -f "$xsync/go.mod" ]; then
+    { cat bench/go/go.mod
+      printf '\nrequire golang.org/x/sync v0.0.0\n\nreplace golang.org/x/sync => %s\n' "$xsync"
+    } >"$tmp/go.mod"
+    if (cd bench/go && GOFLAGS=-mod=mod GOPROXY=off go build -modfile="$tmp/go.mod" -tags=xsync \
+          -o "$tmp/concbench" .) >&2; then
+      go_bin="$tmp/concbench"
+    else
+      echo "bench: go build with golang.org/x/sync failed; building without it" >&2
+    fi
+  fi
+  if [ -z "$go_bin" ]; then
+    if (cd bench/go && GOFLAGS=-mod=mod GOPROXY=off go build -o "$tmp/concbench" .) >&2; then
+      go_bin="$tmp/concbench"
+    else
+      echo "bench: go build failed; the Go peer will be n/a" >&2
+    fi
   fi
 fi
 

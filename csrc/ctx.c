@@ -467,9 +467,14 @@ void conc_task_wait_ctx(lua_State *L, conc_task_t *t, conc_ctx_t *x, int ctxslot
 
 static int x_done(lua_State *L)
 {
-    conc_sched_t *s = conc_sched_get(L);
+    conc_sched_t *s;
     conc_ctx_t *x = checkctx(L, 1, "ctx:done", 0);
+    if (x->src == x && x->donech != NULL && lua_gettop(L) == 1) { /* the common case, fast */
+        conc_compat_getuv(L, 1, UV_DONE);
+        return 1;
+    }
     conc_check_nargs(L, "ctx:done", 0, 1);
+    s = conc_sched_get(L);
     if (x->src == NULL)
         push_background(L, s);
     else

@@ -2,11 +2,15 @@
 //
 //	go build -o /tmp/concbench . && GOMAXPROCS=1 /tmp/concbench -w W1
 //
-// Workloads W1 W2 W3 W4 W4mem W5, defined as in bench/conc_w.lua; env BENCH_SCALE
-// shrinks N. Prints `RESULT <key> <number>` and `NOTE <text>` lines for bench/run.lua.
+// Workloads W1 W2 W3 W4 W4mem W5 X1 X2 X2ref M1 M2 G1, defined as in bench/conc_w.lua;
+// env BENCH_SCALE shrinks N. Prints `RESULT <key> <number>` and `NOTE <text>` lines for
+// bench/run.lua. M1, M2 and G1 use golang.org/x/sync (xsync.go, build tag xsync); bench/run.sh
+// builds with it when Debian's golang-golang-x-sync-dev is installed, else they print NA
+// (noxsync.go).
 package main
 
 import (
+	"context"
 	"flag"
 	"fmt"
 	"math"
@@ -189,16 +193,84 @@ func w5() {
 	result("late_ms", float64(atomic.LoadInt64(&late))/float64(n)/1e6)
 }
 
+// X1: create a child of a long-lived cancellable context and cancel it; ns per pair.
+func x1() {
+	n := nOf(1e6)
+	parent, cancelParent := context.WithCancel(context.Background())
+	defer cancelParent()
+	t0 := time.Now()
+	for i := 0; i < n; i++ {
+		_, c := context.WithCancel(parent)
+		c()
+	}
+	result("ns", perOp(t0, n))
+}
+
+// X2: a producer sends N values on an unbuffered channel; the main goroutine receives
+// each through a select whose other case is ctx.Done() of a live context, called each
+// time round; ns per select.
+func x2() {
+	n := nOf(1e6)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ch := make(chan int)
+	t0 := time.Now()
+	go func() {
+		for i := 1; i <= n; i++ {
+			ch <- i
+		}
+	}()
+	sum := 0
+	for i := 0; i < n; i++ {
+		select {
+		case <-ctx.Done():
+			panic("X2: ctx done")
+		case v := <-ch:
+			sum += v
+		}
+	}
+	if sum != n*(n+1)/2 {
+		panic("X2: wrong sum")
+	}
+	result("ns", perOp(t0, n))
+}
+
+// X2ref: X2 with an ordinary channel that never becomes ready in place of ctx.Done().
+func x2ref() {
+	n := nOf(1e6)
+	other, ch := make(chan struct{}), make(chan int)
+	t0 := time.Now()
+	go func() {
+		for i := 1; i <= n; i++ {
+			ch <- i
+		}
+	}()
+	sum := 0
+	for i := 0; i < n; i++ {
+		select {
+		case <-other:
+			panic("X2ref: other ready")
+		case v := <-ch:
+			sum += v
+		}
+	}
+	if sum != n*(n+1)/2 {
+		panic("X2ref: wrong sum")
+	}
+	result("ns", perOp(t0, n))
+}
+
 func main() {
-	w := flag.String("w", "", "workload: W1 W2 W3 W4 W4mem W5")
+	w := flag.String("w", "", "workload: W1 W2 W3 W4 W4mem W5 X1 X2 X2ref M1 M2 G1")
 	flag.Parse()
 	if s, err := strconv.ParseFloat(os.Getenv("BENCH_SCALE"), 64); err == nil {
 		scale = s
 	}
-	fns := map[string]func(){"W1": w1, "W2": w2, "W3": w3, "W4": w4, "W4mem": w4mem, "W5": w5}
+	fns := map[string]func(){"W1": w1, "W2": w2, "W3": w3, "W4": w4, "W4mem": w4mem, "W5": w5,
+		"X1": x1, "X2": x2, "X2ref": x2ref, "M1": m1, "M2": m2, "G1": g1}
 	f, ok := fns[*w]
 	if !ok {
-		fmt.Fprintln(os.Stderr, "usage: concbench -w W1|W2|W3|W4|W4mem|W5")
+		fmt.Fprintln(os.Stderr, "usage: concbench -w W1|W2|W3|W4|W4mem|W5|X1|X2|X2ref|M1|M2|G1")
 		os.Exit(2)
 	}
 	fmt.Printf("INFO %s GOMAXPROCS=%d\n", runtime.Version(), runtime.GOMAXPROCS(0))

@@ -58,8 +58,16 @@ end
 --- attempt(fn, ...): true and fn's results when it succeeded; false and the error when it
 -- raised (a conc error with the traceback; a bug when a raw value was raised) or returned
 -- nil plus a non-nil error (that error, unchanged).
-function M.attempt(fn, ...)
-  return settle(M.xcall(fn, as_error, ...))
+if core.puc51 then
+  function M.attempt(fn, ...)
+    return settle(M.xcall(fn, as_error, ...))
+  end
+else
+  -- the same without a closure per call: groups start many tasks
+  local function on_raise(raw) return as_error(raw, debug.traceback("", 2)) end
+  function M.attempt(fn, ...)
+    return settle(xpcall(fn, on_raise, ...))
+  end
 end
 
 return M
