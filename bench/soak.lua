@@ -25,24 +25,36 @@ end
 local function round(i)
   local parent, cancel_parent = conc.with_cancel(conc.background())
   local ch = conc.chan(i % 3)
+  local sem, mu, wg = conc.semaphore(3), conc.mutex(), conc.waitgroup()
   local tasks = {}
   for k = 1, 20 do
-    local ctx = conc.with_timeout(parent, 0.001 * (k % 5))
+    local ctx = conc.with_value(conc.with_timeout(parent, 0.001 * (k % 5)), "k", k)
+    local stop = conc.after_func(ctx, function() end)
+    if k % 3 == 0 then stop() end
+    wg:add(1)
     tasks[k] = conc.go(function()
       local t = conc.after(0.0005)
       local tick = conc.ticker(0.0002)
       conc.select(t, tick:chan(), ctx:done())
       tick:stop()
       if k % 2 == 0 then ch:send(k, ctx) else ch:recv(ctx) end
+      if sem:acquire(ctx, 1 + k % 3) then sem:release(1 + k % 3) end
+      if mu:lock(ctx) then mu:unlock() end
       conc.sleep(0, ctx)
+      wg:done()
     end)
   end
+  local g = conc.group(parent)
+  g:set_limit(4)
+  for _ = 1, 8 do g:go(function() return conc.sleep(0.0003) end) end
   conc.after(10) -- never waited on: collected with nothing referring to it
   conc.timer(10)
   conc.ticker(10)
   conc.sleep(0.002)
   cancel_parent()
   for _, t in ipairs(tasks) do t:wait() end
+  wg:wait()
+  g:wait()
 end
 
 conc.run(function()
