@@ -50,14 +50,18 @@ function M.from_task(raw, task, co, site)
   return M.raised(raw, task, site, debug.traceback(co))
 end
 
---- errors.join(list): one error that holds every error of the list (`errors`), its message
--- their messages one per line, as Go's errors.Join; nil for an empty list.
-function M.join(list)
-  if #list == 0 then return nil end
-  local lines = {}
-  for i, e in ipairs(list) do
-    lines[i] = getmetatable(e) == Error and tostring(e.message) or tostring(e)
+--- errors.join(...): one error that holds the non-nil errors given (its `errors` list), its
+-- message theirs one per line, as Go's errors.Join; nil when none is given.
+function M.join(...)
+  local list, lines = {}, {}
+  for i = 1, select("#", ...) do
+    local e = select(i, ...)
+    if e ~= nil then
+      list[#list + 1] = e
+      lines[#lines + 1] = getmetatable(e) == Error and tostring(e.message) or tostring(e)
+    end
   end
+  if #list == 0 then return nil end
   return setmetatable({ message = table.concat(lines, "\n"), kind = "joined", errors = list }, Error)
 end
 

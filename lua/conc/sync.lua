@@ -143,7 +143,7 @@ function M.first(ctx, n, fn, ...)
     errs[#errs + 1] = r[2]
   end
   cancel()
-  return nil, errors.join(errs)
+  return nil, errors.join(unpack(errs))
 end
 
 --- conc.hedge(ctx, opts, fn, ...): runs fn(rctx, 1, ...), and another replica fn(rctx, i,
@@ -186,7 +186,7 @@ function M.hedge(ctx, opts, fn, ...)
       if started < max then
         launch()
       elseif running == 0 then
-        return finish(nil, errors.join(errs))
+        return finish(nil, errors.join(unpack(errs)))
       end
     elseif i == 2 then
       return finish(nil, ctx:err())
