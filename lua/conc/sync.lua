@@ -18,19 +18,28 @@ local function fail(fmt, ...)
   error("conc: " .. fmt:format(...), 0)
 end
 
+-- A value's type as the C core's errors name it: the __name of its metatable, if any.
+local function typename(v)
+  local mt = getmetatable(v)
+  if type(mt) == "table" and type(mt.__name) == "string" then return mt.__name end
+  return type(v)
+end
+
 local function check_ctx(fname, ctx, arg, optional)
   if (ctx == nil and optional) or getmetatable(ctx) == CTX_MT then return end
-  fail("%s: bad argument #%d (ctx expected, got %s)", fname, arg, ctx == nil and "nil" or type(ctx))
+  fail("%s: bad argument #%d (ctx expected, got %s)", fname, arg, typename(ctx))
 end
 
 local function check_fn(fname, fn, arg)
   if type(fn) ~= "function" then
-    fail("%s: bad argument #%d (function expected, got %s)", fname, arg, type(fn))
+    fail("%s: bad argument #%d (function expected, got %s)", fname, arg, typename(fn))
   end
 end
 
 local function check_whole(fname, n, arg, min, what)
-  if type(n) ~= "number" or n ~= math.floor(n) or n < min then
+  if type(n) ~= "number" then
+    fail("%s: bad argument #%d (%s must be a number, got %s)", fname, arg, what, typename(n))
+  elseif n ~= math.floor(n) or n < min then
     fail("%s: bad argument #%d (%s must be a whole number >= %d, got %s)", fname, arg, what, min, tostring(n))
   end
 end
@@ -51,7 +60,7 @@ function M.group(ctx)
 end
 
 local function check_group(g, fname)
-  if getmetatable(g) ~= Group then fail("%s: bad self (group expected, got %s)", fname, type(g)) end
+  if getmetatable(g) ~= Group then fail("%s: bad self (group expected, got %s)", fname, typename(g)) end
 end
 
 -- The body of every group task: fn's failure (a raise counts, D6/G7) is the group's error
@@ -95,7 +104,9 @@ end
 -- Raises while tasks are active (G6).
 function Group:set_limit(n)
   check_group(self, "g:set_limit")
-  if type(n) ~= "number" or n ~= math.floor(n) then
+  if type(n) ~= "number" then
+    fail("g:set_limit: bad argument #1 (number expected, got %s)", typename(n))
+  elseif n ~= math.floor(n) then
     fail("g:set_limit: bad argument #1 (whole number expected, got %s)", tostring(n))
   end
   if self.active ~= 0 then
@@ -153,7 +164,10 @@ end
 -- nil, err when every replica failed (err joins their errors) or ctx ended (ctx:err()).
 function M.hedge(ctx, opts, fn, ...)
   check_ctx("hedge", ctx, 1)
-  if type(opts) ~= "table" then fail("hedge: bad argument #2 (table expected, got %s)", type(opts)) end
+  if type(opts) ~= "table" then fail("hedge: bad argument #2 (table expected, got %s)", typename(opts)) end
+  for k in pairs(opts) do
+    if k ~= "delay" and k ~= "max" then fail("hedge: unknown option '%s'", tostring(k)) end
+  end
   local delay, max = opts.delay, opts.max == nil and 2 or opts.max
   if type(delay) ~= "number" or not (delay >= 0) then
     fail("hedge: bad argument #2 (opts.delay must be a number of seconds >= 0, got %s)", tostring(delay))
