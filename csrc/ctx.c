@@ -123,47 +123,6 @@ static void push_background(lua_State *L, conc_sched_t *s)
     }
 }
 
-static void unlink_child(lua_State *L, int idx);
-
-/* Cancels the ctx at idx with err (CANCELED or DEADLINE_EXCEEDED) and the cause at causeidx
- * (nil: err), then its children, starts its after_func tasks and unlinks it from its
- * parent. */
-static void cancel(lua_State *L, conc_sched_t *s, int idx, int err, int causeidx)
-{
-    conc_ctx_t *x = (conc_ctx_t *)lua_touserdata(L, idx);
-    int top = lua_gettop(L);
-    if (x->done || x->src != x)
-        return;
-    luaL_checkstack(L, 8, NULL);
-    x->done = (unsigned char)err;
-    conc_heap_remove(&s->timers, &x->tnode);
-    lua_pushvalue(L, causeidx);
-    conc_compat_setuv(L, idx, UV_CAUSE);
-    if (x->donech != NULL) {
-        conc_compat_getuv(L, idx, UV_DONE);
-        conc_chan_close(L, s, x->donech);
-        lua_pop(L, 1);
-    }
-    conc_compat_getuv(L, idx, UV_CHILDREN);
-    if (lua_istable(L, -1)) {
-        int children = lua_gettop(L);
-        lua_pushnil(L);
-        while (lua_next(L, children) != 0) { /* children clear their own entries: allowed */
-            if (lua_isfunction(L, -1)) { /* an after_func entry: run it in its own task */
-                conc_task_spawn(L, s, lua_gettop(L), 1);
-                lua_pop(L, 2);
-            } else {
-                lua_pop(L, 1);
-                cancel(L, s, lua_gettop(L), err, causeidx);
-            }
-        }
-        lua_pushnil(L);
-        conc_compat_setuv(L, idx, UV_CHILDREN);
-    }
-    unlink_child(L, idx);
-    lua_settop(L, top);
-}
-
 /* Removes the CANCEL ctx at idx from its parent's source's CHILDREN, if it is there. */
 static void unlink_child(lua_State *L, int idx)
 {
@@ -179,6 +138,83 @@ static void unlink_child(lua_State *L, int idx)
         lua_rawset(L, -3);
     }
     lua_pop(L, 3);
+}
+
+/* Cancels the one ctx at idx (not yet done, its own source): sets err and cause, removes
+ * its deadline and closes done. Pushes its CHILDREN table, now detached, and returns 1, or
+ * pushes nothing and returns 0 when it has none. */
+static int cancel_one(lua_State *L, conc_sched_t *s, int idx, int err, int causeidx)
+{
+    conc_ctx_t *x = (conc_ctx_t *)lua_touserdata(L, idx);
+    x->done = (unsigned char)err;
+    conc_heap_remove(&s->timers, &x->tnode);
+    lua_pushvalue(L, causeidx);
+    conc_compat_setuv(L, idx, UV_CAUSE);
+    if (x->donech != NULL) {
+        conc_compat_getuv(L, idx, UV_DONE);
+        conc_chan_close(L, s, x->donech);
+        lua_pop(L, 1);
+    }
+    conc_compat_getuv(L, idx, UV_CHILDREN);
+    if (!lua_istable(L, -1)) {
+        lua_pop(L, 1);
+        return 0;
+    }
+    lua_pushnil(L);
+    conc_compat_setuv(L, idx, UV_CHILDREN);
+    return 1;
+}
+
+/* Takes the children table on top of the stack: starts its after_func tasks and appends
+ * its child contexts to the work list at `work` (n entries so far). Returns the new n. */
+static int take_children(lua_State *L, conc_sched_t *s, int work, int n)
+{
+    int children = lua_gettop(L);
+    lua_pushnil(L);
+    while (lua_next(L, children) != 0) {
+        if (lua_isfunction(L, -1)) { /* an after_func entry: run it in its own task */
+            conc_task_spawn(L, s, lua_gettop(L), 1);
+            lua_pop(L, 2);
+        } else {
+            lua_pop(L, 1);
+            lua_pushvalue(L, -1);
+            lua_rawseti(L, work, ++n);
+        }
+    }
+    lua_pop(L, 1);
+    return n;
+}
+
+/* Cancels the ctx at idx with err (CANCELED or DEADLINE_EXCEEDED) and the cause at causeidx
+ * (nil: err), then its whole subtree with the same err and cause, starts the after_func
+ * tasks, and unlinks it from its parent. The subtree is walked with a work list, not by
+ * recursion, so a deep chain of contexts needs no deep C stack. */
+static void cancel(lua_State *L, conc_sched_t *s, int idx, int err, int causeidx)
+{
+    conc_ctx_t *x = (conc_ctx_t *)lua_touserdata(L, idx);
+    int top = lua_gettop(L), work, n, i;
+    if (x->done || x->src != x)
+        return;
+    luaL_checkstack(L, 8, NULL);
+    unlink_child(L, idx);
+    if (!cancel_one(L, s, idx, err, causeidx))
+        return;
+    lua_newtable(L);
+    work = lua_gettop(L);
+    lua_insert(L, work - 1); /* the work list below the children table */
+    work--;
+    n = take_children(L, s, work, 0);
+    for (i = 1; i <= n; i++) {
+        lua_rawgeti(L, work, i);
+        lua_pushnil(L);
+        lua_rawseti(L, work, i); /* let the cancelled ones go as we walk */
+        x = (conc_ctx_t *)lua_touserdata(L, -1);
+        /* a child left by the cascade needs no unlink: its parent's table is dropped */
+        if (!x->done && cancel_one(L, s, lua_gettop(L), err, causeidx))
+            n = take_children(L, s, work, n);
+        lua_pop(L, 1);
+    }
+    lua_settop(L, top);
 }
 
 /* Pushes the CHILDREN table of the source at idx, made now if it is not yet. */
@@ -332,7 +368,7 @@ static int l_with_value(lua_State *L)
 {
     conc_check_nargs(L, "with_value", 3, 0);
     checkctx(L, 1, "with_value", 1);
-    if (lua_isnil(L, 2))
+    if (lua_isnoneornil(L, 2))
         return conc_error(L, "with_value: bad argument #2 (key must not be nil)");
     if (lua_type(L, 2) == LUA_TNUMBER && lua_tonumber(L, 2) != lua_tonumber(L, 2))
         return conc_error(L, "with_value: bad argument #2 (key must not be NaN: it could never be found)");
