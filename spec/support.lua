@@ -55,6 +55,26 @@ function M.parked(fn, ...)
   return t
 end
 
+--- "source:line" of the line that calls here(), as conc records a call site and a
+-- traceback prints it.
+function M.here()
+  local info = debug.getinfo(2, "Sl")
+  return info.short_src .. ":" .. info.currentline
+end
+
+--- Runs fn(seen) with conc.errors.report replaced by a function that appends each reported
+-- error to `seen`; restores report whatever happens. Returns seen.
+function M.capture_reports(fn)
+  local errors = conc.errors
+  local seen = {}
+  local old = errors.report
+  errors.report = function(err) seen[#seen + 1] = err end
+  local ok, err = pcall(fn, seen)
+  errors.report = old
+  if not ok then error(err, 0) end
+  return seen
+end
+
 --- The interpreter: "Lua 5.4", "Lua 5.1", "LuaJIT", ...
 M.interpreter = (jit and "LuaJIT") or _VERSION
 M.puc51 = _VERSION == "Lua 5.1" and not jit

@@ -9,23 +9,7 @@ local errors = conc.errors
 
 local bg = conc.background()
 
---- "source:line" of the line that calls here(), as a traceback prints it.
-local function here()
-  local info = debug.getinfo(2, "Sl")
-  return info.short_src .. ":" .. info.currentline
-end
-
---- Runs fn(seen) with conc.errors.report replaced by a function that appends each reported
--- error to seen; returns seen.
-local function capture_reports(fn)
-  local seen = {}
-  local old = errors.report
-  errors.report = function(err) seen[#seen + 1] = err end
-  local ok, err = pcall(fn, seen)
-  errors.report = old
-  if not ok then error(err, 0) end
-  return seen
-end
+local here, capture_reports = support.here, support.capture_reports
 
 --- Waits for the n replicas of first/hedge, each of which puts conc.self() in tasks when it
 -- runs (a loser may start only after the race is decided).

@@ -9,24 +9,7 @@ local settle, starts_with, pack = support.settle, support.starts_with, support.p
 
 local unpack = table.unpack or unpack
 
---- "source:line" of the line that calls here(), as conc records a call site.
-local function here()
-  local info = debug.getinfo(2, "Sl")
-  return info.short_src .. ":" .. info.currentline
-end
-
---- Runs fn(seen) with conc.errors.report replaced by a function that appends each reported
--- error to `seen`; restores report whatever happens. Returns seen.
-local function capture_reports(fn)
-  local seen = {}
-  local old = errors.report
-  errors.report = function(err) seen[#seen + 1] = err end
-  local ok, err = pcall(fn, seen)
-  errors.report = old
-  if not ok then error(err, 0) end
-  return seen
-end
-
+local here, capture_reports = support.here, support.capture_reports
 local DEADLOCK = support.DEADLOCK
 
 describe("tasks and the runtime", function()
