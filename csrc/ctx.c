@@ -360,7 +360,7 @@ static int l_with_timeout(lua_State *L)
     checkctx(L, 1, "with_timeout", 1);
     d = conc_checkduration(L, 2, "with_timeout", 2);
     if (d < 0)
-        return conc_error(L, "with_timeout: bad argument #2 (timeout must not be negative, got %f)", d);
+        return conc_error(L, "with_timeout: bad argument #2 (timeout must not be negative, got %s)", lua_tostring(L, 2));
     return with_deadline(L, "with_timeout", conc_sched_now(conc_sched_get(L)) + d);
 }
 
