@@ -81,7 +81,7 @@ soak: deps
 	  LUA_PATH="lua/?.lua;lua/?/init.lua;;" LUA_CPATH="build/$$lua/release/?.so;;" $$lua bench/soak.lua || exit 1; done
 
 lint:
-	@bad=$$(grep -l '#include [<"]lua' csrc/ring.h csrc/waitq.h csrc/heap.[ch] csrc/runq.[ch]); \
+	@bad=$$(grep -l '#include [<"]lua' csrc/ring.h csrc/waitq.h csrc/heap.[ch] csrc/runq.[ch] csrc/bucket.[ch]); \
 	if [ -n "$$bad" ]; then echo "lua.h included by Lua-agnostic files: $$bad"; exit 1; fi; echo "lint ok"
 
 clean:

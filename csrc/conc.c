@@ -172,6 +172,8 @@ int luaopen_conc_core(lua_State *L)
     new_type(L, CONC_WAITGROUP_T);
     new_type(L, CONC_SEMAPHORE_T);
     new_type(L, CONC_MUTEX_T);
+    new_type(L, CONC_LIMITER_T);
+    new_type(L, CONC_RESERVATION_T);
     lua_newtable(L);
     lua_newtable(L);
     lua_pushcfunction(L, default_tostring);
@@ -186,6 +188,8 @@ int luaopen_conc_core(lua_State *L)
     fill_type(L, CONC_UP_WAITGROUP_MT, conc_waitgroup_methods, conc_waitgroup_metamethods);
     fill_type(L, CONC_UP_SEMAPHORE_MT, conc_semaphore_methods, conc_semaphore_metamethods);
     fill_type(L, CONC_UP_MUTEX_MT, conc_mutex_methods, conc_mutex_metamethods);
+    fill_type(L, CONC_UP_LIMITER_MT, conc_limiter_methods, conc_limiter_metamethods);
+    fill_type(L, CONC_UP_RESERVATION_MT, conc_reservation_methods, conc_reservation_metamethods);
     /* the module */
     lua_newtable(L);
     add_funcs(L, conc_sched_funcs);
@@ -195,6 +199,7 @@ int luaopen_conc_core(lua_State *L)
     add_funcs(L, conc_timer_funcs);
     add_funcs(L, conc_ctx_funcs);
     add_funcs(L, conc_sync_funcs);
+    add_funcs(L, conc_rate_funcs);
     lua_pushvalue(L, CONC_UP_DEFAULT);
     lua_setfield(L, -2, "default");
     lua_pushboolean(L, CONC_HAVE_YIELDK);

@@ -34,6 +34,8 @@
 #define CONC_WAITGROUP_T "conc.waitgroup"
 #define CONC_SEMAPHORE_T "conc.semaphore"
 #define CONC_MUTEX_T "conc.mutex"
+#define CONC_LIMITER_T "conc.rate.limiter"
+#define CONC_RESERVATION_T "conc.rate.reservation"
 
 /* Upvalues of every conc.core function and method. */
 enum conc_upvalue {
@@ -46,6 +48,8 @@ enum conc_upvalue {
     CONC_UP_WAITGROUP_MT,
     CONC_UP_SEMAPHORE_MT,
     CONC_UP_MUTEX_MT,
+    CONC_UP_LIMITER_MT,
+    CONC_UP_RESERVATION_MT,
     CONC_UP_DEFAULT,
     CONC_NUP = CONC_UP_DEFAULT
 };
@@ -254,6 +258,13 @@ extern const luaL_Reg conc_semaphore_methods[];
 extern const luaL_Reg conc_semaphore_metamethods[];
 extern const luaL_Reg conc_mutex_methods[];
 extern const luaL_Reg conc_mutex_metamethods[];
+
+/* rate.c */
+extern const luaL_Reg conc_rate_funcs[];
+extern const luaL_Reg conc_limiter_methods[];
+extern const luaL_Reg conc_limiter_metamethods[];
+extern const luaL_Reg conc_reservation_methods[];
+extern const luaL_Reg conc_reservation_metamethods[];
 
 /* select.c */
 extern const luaL_Reg conc_select_funcs[];

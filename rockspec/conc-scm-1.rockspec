@@ -24,7 +24,7 @@ build = {
          sources = {
             "csrc/chan.c", "csrc/conc.c", "csrc/heap.c", "csrc/runq.c",
             "csrc/sched.c", "csrc/select.c", "csrc/task.c", "csrc/timer.c", "csrc/ctx.c",
-            "csrc/sync.c",
+            "csrc/sync.c", "csrc/bucket.c", "csrc/rate.c",
          },
          defines = { "_GNU_SOURCE" },
          incdirs = { "csrc", "$(LIBUV_INCDIR)" },
@@ -34,6 +34,8 @@ build = {
       ["conc"] = "lua/conc/init.lua",
       ["conc.errors"] = "lua/conc/errors.lua",
       ["conc.protect"] = "lua/conc/protect.lua",
+      ["conc.check"] = "lua/conc/check.lua",
       ["conc.sync"] = "lua/conc/sync.lua",
+      ["conc.rate"] = "lua/conc/rate.lua",
    },
 }

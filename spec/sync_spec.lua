@@ -966,7 +966,7 @@ describe("sync", function()
       { "hedge(chan, opts, fn)", function() conc.hedge(conc.chan(), { delay = 1 }, fn) end,
         "conc: hedge: bad argument #1 (ctx expected, got conc.chan)" },
       { "hedge(bg, nil, fn)", function() conc.hedge(bg, nil, fn) end,
-        "conc: hedge: bad argument #2 (table expected, got nil)" },
+        "conc: hedge: bad argument #2 (options table expected, got nil)" },
       { "hedge(bg, {}, fn)", function() conc.hedge(bg, {}, fn) end,
         "conc: hedge: bad argument #2 (opts.delay must be a number of seconds >= 0, got nil)" },
       { "hedge(bg, {delay = -1}, fn)", function() conc.hedge(bg, { delay = -1 }, fn) end,

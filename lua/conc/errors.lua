@@ -19,6 +19,14 @@ function Error:__tostring()
   return table.concat(parts, "\n")
 end
 
+--- errors.new(msg [, fields]): a well-formed error with message msg; fields (kind, user,
+-- transient, details) are copied onto it.
+function M.new(msg, fields)
+  local err = { message = msg }
+  for k, v in pairs(fields or {}) do err[k] = v end
+  return setmetatable(err, Error)
+end
+
 --- Whether v is a conc error.
 function M.is_error(v)
   return getmetatable(v) == Error

@@ -20,6 +20,7 @@ end
 
 local sync = require "conc.sync"
 M.group, M.first, M.hedge = sync.group, sync.first, sync.hedge
+M.rate = require "conc.rate"
 
 --- conc.default: a select case that makes the select non-blocking.
 M.default = core.default

@@ -4,44 +4,16 @@
 local core = require "conc.core"
 local errors = require "conc.errors"
 local attempt = require "conc.protect".attempt
+local check = require "conc.check"
 
 local M = {}
 
 local unpack = table.unpack or unpack
-local CTX_MT = getmetatable(core.background())
+local fail, typename = check.fail, check.typename
+local check_ctx, check_fn, check_whole = check.ctx, check.fn, check.whole
 
 local function pack(...)
   return { n = select("#", ...), ... }
-end
-
-local function fail(fmt, ...)
-  error("conc: " .. fmt:format(...), 0)
-end
-
--- A value's type as the C core's errors name it: the __name of its metatable, if any.
-local function typename(v)
-  local mt = getmetatable(v)
-  if type(mt) == "table" and type(mt.__name) == "string" then return mt.__name end
-  return type(v)
-end
-
-local function check_ctx(fname, ctx, arg, optional)
-  if (ctx == nil and optional) or getmetatable(ctx) == CTX_MT then return end
-  fail("%s: bad argument #%d (ctx expected, got %s)", fname, arg, typename(ctx))
-end
-
-local function check_fn(fname, fn, arg)
-  if type(fn) ~= "function" then
-    fail("%s: bad argument #%d (function expected, got %s)", fname, arg, typename(fn))
-  end
-end
-
-local function check_whole(fname, n, arg, min, what)
-  if type(n) ~= "number" then
-    fail("%s: bad argument #%d (%s must be a number, got %s)", fname, arg, what, typename(n))
-  elseif n ~= math.floor(n) or n < min then
-    fail("%s: bad argument #%d (%s must be a whole number >= %d, got %s)", fname, arg, what, min, tostring(n))
-  end
 end
 
 ---------------------------------------------------------------------------- group
@@ -164,10 +136,7 @@ end
 -- nil, err when every replica failed (err joins their errors) or ctx ended (ctx:err()).
 function M.hedge(ctx, opts, fn, ...)
   check_ctx("hedge", ctx, 1)
-  if type(opts) ~= "table" then fail("hedge: bad argument #2 (table expected, got %s)", typename(opts)) end
-  for k in pairs(opts) do
-    if k ~= "delay" and k ~= "max" then fail("hedge: unknown option '%s'", tostring(k)) end
-  end
+  check.options("hedge", opts, 2, { delay = true, max = true })
   local delay, max = opts.delay, opts.max == nil and 2 or opts.max
   if type(delay) ~= "number" or not (delay >= 0) then
     fail("hedge: bad argument #2 (opts.delay must be a number of seconds >= 0, got %s)", tostring(delay))

@@ -1,0 +1,362 @@
+--- conc.rate: token-bucket rate limiting with golang.org/x/time/rate's semantics.
+-- The limiter itself and its reservations are C (csrc/rate.c over the arithmetic of
+-- csrc/bucket.c); this file adds the limits, lim:wait, rate.multi and rate.keyed.
+--
+-- Choices where Go is silent or conc departs (SEMANTICS.md D1, D3-D5, R8, R13):
+-- * lim:wait with a ctx that is already done returns nil, ctx:err() before any other check,
+--   even n > burst (DESIGN.md's D1 comes before R26's order).
+-- * A wait refused because it would outlast the ctx's deadline, or exceed the burst, returns
+--   nil and a conc error of kind "rate"; errors.is(err, errors.deadline_exceeded) is false,
+--   since the ctx is not done (D3).
+-- * n is a whole number >= 0; allow(0) and wait(0) succeed at once (R8).
+-- * A reservation that could never act (a limit of 0 with the bucket empty) is not ok, where
+--   Go books it ~292 years ahead.
+local core = require "conc.core"
+local errors = require "conc.errors"
+local check = require "conc.check"
+
+local M = {}
+
+local fail, typename = check.fail, check.typename
+local book, wait_for, reserve_at = core.rate_book, core.rate_wait_for, core.rate_reserve_at
+local sleep, now = core.sleep, core.now
+local huge = math.huge
+
+--- rate.inf: no limit; every event is allowed, whatever the burst (R1).
+M.inf = huge
+
+local function check_number(fname, v, arg, what)
+  if type(v) ~= "number" or v ~= v then
+    fail("%s: bad argument #%d (%s must be a number, got %s)", fname, arg, what, typename(v))
+  end
+end
+
+--- rate.every(d): one event every d seconds, as a limit; d <= 0 gives rate.inf (R2).
+function M.every(d)
+  check_number("rate.every", d, 1, "interval")
+  if d <= 0 then return huge end
+  return 1 / d
+end
+
+--- rate.per(n, d): n events every d seconds, as a limit (rate.per(10, 60): 10 a minute).
+function M.per(n, d)
+  check_number("rate.per", n, 1, "events")
+  check_number("rate.per", d, 2, "period")
+  if n < 0 then fail("rate.per: bad argument #1 (events must be >= 0, got %s)", tostring(n)) end
+  if d <= 0 then fail("rate.per: bad argument #2 (period must be > 0 seconds, got %s)", tostring(d)) end
+  return n / d
+end
+
+local function check_limit_burst(fname, limit, burst)
+  check_number(fname, limit, 1, "limit")
+  if limit < 0 then fail("%s: bad argument #1 (limit must be a number >= 0, got %s)", fname, tostring(limit)) end
+  check.whole(fname, burst, 2, 0, "burst")
+end
+
+local function check_clock(fname, clock)
+  if clock ~= nil and type(clock) ~= "function" then
+    fail("%s: bad option clock (function expected, got %s)", fname, typename(clock))
+  end
+end
+
+--- rate.limiter(limit, burst [, {clock = fn}]): a token bucket that starts full (R3).
+-- clock() returns the time in seconds (default: conc.now()).
+function M.limiter(limit, burst, opts)
+  check_limit_burst("rate.limiter", limit, burst)
+  check.options("rate.limiter", opts, 3, { clock = true }, true)
+  local clock = opts and opts.clock
+  check_clock("rate.limiter", clock)
+  return core.rate_limiter(limit, burst, clock)
+end
+
+local function rate_error(msg, transient)
+  return errors.new("rate: " .. msg, { kind = "rate", transient = transient })
+end
+
+-- The (ctx, n) of a wait called as wait([ctx,] [n]).
+local function wait_args(fname, a, b, extra)
+  if extra ~= nil then fail("%s: too many arguments", fname) end
+  if type(a) == "number" then
+    if b ~= nil then fail("%s: bad argument #2 (nothing expected after n, got %s)", fname, typename(b)) end
+    return nil, a
+  end
+  check.ctx(fname, a, 1, true)
+  return a, b == nil and 1 or b
+end
+
+local function check_n(fname, n, arg)
+  check.whole(fname, n, arg, 0, "n")
+end
+
+-- Why a wait for n tokens was refused (rate_book's reason, or a multi's).
+local function refusal(fname, why, n, burst)
+  if why == "burst" then
+    return rate_error(("%s(%d) exceeds the burst %d"):format(fname, n, burst), false)
+  elseif why == "deadline" then
+    return rate_error(("%s(%d) would exceed the context's deadline"):format(fname, n), true)
+  end
+  return rate_error(("%s(%d) can never get its tokens (the limit is 0)"):format(fname, n), false)
+end
+
+-- Sleeps until reservation r may act; if ctx ends first, gives its tokens back (R30).
+local function sleep_or_cancel(r, delay, ctx)
+  local ok, err = sleep(delay, ctx)
+  if ok then return true end
+  r:cancel()
+  return nil, err
+end
+
+local limiter_methods = getmetatable(core.rate_limiter(0, 0)).__index
+
+--- lim:wait([ctx,] [n]): waits until n tokens (default 1) are there and takes them: true,
+-- or nil, err when ctx ends first (the tokens are given back), or at once when n exceeds
+-- the burst or the tokens would come after ctx's deadline (R26-R32).
+function limiter_methods.wait(lim, a, b, extra)
+  local ctx, n = wait_args("lim:wait", a, b, extra)
+  check_n("lim:wait", n, ctx and 2 or 1)
+  local r, delay = book(lim, n, ctx)
+  if r == true then return true end
+  if r == nil then
+    if type(delay) == "string" then return nil, refusal("lim:wait", delay, n, lim:burst()) end
+    return nil, delay -- ctx:err() (D1)
+  end
+  return sleep_or_cancel(r, delay, ctx)
+end
+
+---------------------------------------------------------------------------- multi
+
+local Multi = { __name = "conc.rate.multi" }
+Multi.__index = Multi
+
+local MultiReservation = { __name = "conc.rate.multi_reservation" }
+MultiReservation.__index = MultiReservation
+
+local LIMITER_MT = getmetatable(core.rate_limiter(0, 0))
+
+--- rate.multi(lim, ...): one limiter over several (the book's MultiLimiter). An event
+-- needs a token from each; they are booked on all at once, for the time the slowest can
+-- grant them, so a wait that ends early gives every one back.
+function M.multi(...)
+  local n = select("#", ...)
+  if n == 0 then fail("rate.multi: bad argument #1 (rate limiter expected, got no value)") end
+  local lims = { ... }
+  for i = 1, n do
+    if getmetatable(lims[i]) ~= LIMITER_MT then
+      fail("rate.multi: bad argument #%d (rate limiter expected, got %s)", i, typename(lims[i]))
+    end
+  end
+  return setmetatable({ lims = lims }, Multi)
+end
+
+local function check_multi(self, fname)
+  if getmetatable(self) ~= Multi then fail("%s: bad self (rate.multi expected, got %s)", fname, typename(self)) end
+end
+
+--- m:limit(): the strictest limit.
+function Multi:limit()
+  check_multi(self, "m:limit")
+  local l = huge
+  for _, lim in ipairs(self.lims) do l = math.min(l, lim:limit()) end
+  return l
+end
+
+--- m:burst(): the smallest burst.
+function Multi:burst()
+  check_multi(self, "m:burst")
+  local b = huge
+  for _, lim in ipairs(self.lims) do b = math.min(b, lim:burst()) end
+  return b
+end
+
+--- m:tokens(): the fewest tokens any of them has now.
+function Multi:tokens()
+  check_multi(self, "m:tokens")
+  local t = huge
+  for _, lim in ipairs(self.lims) do t = math.min(t, lim:tokens()) end
+  return t
+end
+
+-- The wait until every limiter can grant n tokens (huge: never).
+local function multi_wait_for(self, n)
+  local d = 0
+  for _, lim in ipairs(self.lims) do d = math.max(d, wait_for(lim, n)) end
+  return d
+end
+
+-- Books n tokens on every limiter, to act in `delay` s (which each of them can meet).
+local function book_all(self, n, delay)
+  local rs = {}
+  for i, lim in ipairs(self.lims) do rs[i] = reserve_at(lim, n, delay) end
+  return setmetatable({ rs = rs, ok_ = true }, MultiReservation)
+end
+
+--- m:allow([n]): takes n tokens from every limiter now, or from none.
+function Multi:allow(n)
+  check_multi(self, "m:allow")
+  if n == nil then n = 1 end
+  check_n("m:allow", n, 1)
+  if multi_wait_for(self, n) > 0 then return false end
+  book_all(self, n, 0)
+  return true
+end
+
+--- m:reserve([n]): books n tokens on every limiter for the time the slowest can grant them;
+-- its delay() is that time, its cancel() gives back what each can.
+function Multi:reserve(n)
+  check_multi(self, "m:reserve")
+  if n == nil then n = 1 end
+  check_n("m:reserve", n, 1)
+  local d = multi_wait_for(self, n)
+  if d == huge then return setmetatable({ rs = {}, ok_ = false }, MultiReservation) end
+  return book_all(self, n, d)
+end
+
+--- m:wait([ctx,] [n]): lim:wait over all the limiters, giving every token back when ctx
+-- ends first.
+function Multi:wait(a, b, extra)
+  check_multi(self, "m:wait")
+  local ctx, n = wait_args("m:wait", a, b, extra)
+  check_n("m:wait", n, ctx and 2 or 1)
+  if ctx and ctx:err() then return nil, ctx:err() end
+  if n == 0 then return true end
+  local d = multi_wait_for(self, n)
+  if d == huge then
+    for _, lim in ipairs(self.lims) do
+      if lim:limit() ~= huge and n > lim:burst() then return nil, refusal("m:wait", "burst", n, lim:burst()) end
+    end
+    return nil, refusal("m:wait", "never", n)
+  end
+  local deadline = ctx and ctx:deadline()
+  if deadline and d > deadline - now() then return nil, refusal("m:wait", "deadline", n) end
+  local r = book_all(self, n, d)
+  if d == 0 then return true end
+  return sleep_or_cancel(r, d, ctx)
+end
+
+function MultiReservation:ok()
+  return self.ok_
+end
+
+function MultiReservation:delay()
+  if not self.ok_ then return huge end
+  local d = 0
+  for _, r in ipairs(self.rs) do d = math.max(d, r:delay()) end
+  return d
+end
+
+function MultiReservation:cancel()
+  for _, r in ipairs(self.rs) do r:cancel() end
+end
+
+---------------------------------------------------------------------------- keyed
+
+local Keyed = { __name = "conc.rate.keyed" }
+Keyed.__index = Keyed
+
+--- rate.keyed(limit, burst [, opts]): a limiter per key (one per client, say), made on
+-- first use with a full bucket. opts: idle (drop a key unused this many seconds),
+-- max_keys (at most this many limiters), clock (as rate.limiter's).
+-- Dropping is lazy: calls look for droppable keys at most once every `idle` seconds
+-- (every second without idle). A key whose bucket is full with nothing booked is dropped
+-- too, whatever idle says, since a new limiter would be the same. When max_keys is
+-- reached, the least recently used eighth of the keys is dropped. A key that comes back
+-- after being dropped starts with a full bucket.
+function M.keyed(limit, burst, opts)
+  check_limit_burst("rate.keyed", limit, burst)
+  check.options("rate.keyed", opts, 3, { idle = true, max_keys = true, clock = true }, true)
+  opts = opts or {}
+  check_clock("rate.keyed", opts.clock)
+  if opts.idle ~= nil then
+    check_number("rate.keyed", opts.idle, 3, "opts.idle")
+    if opts.idle <= 0 then fail("rate.keyed: bad argument #3 (opts.idle must be > 0 seconds, got %s)", tostring(opts.idle)) end
+  end
+  if opts.max_keys ~= nil then check.whole("rate.keyed", opts.max_keys, 3, 1, "opts.max_keys") end
+  local clock = opts.clock or now
+  return setmetatable({
+    limit_ = limit, burst_ = burst, clock = opts.clock, now = clock,
+    idle = opts.idle or huge, every = opts.idle or 1, max_keys = opts.max_keys or huge,
+    map = {}, n = 0, next_sweep = clock() + (opts.idle or 1),
+  }, Keyed)
+end
+
+local function check_keyed(self, fname)
+  if getmetatable(self) ~= Keyed then fail("%s: bad self (rate.keyed expected, got %s)", fname, typename(self)) end
+end
+
+local function sweep(self, t)
+  local map, idle, dropped = self.map, self.idle, 0
+  for key, lim in pairs(map) do
+    if core.rate_idle(lim, t, idle) then
+      map[key] = nil
+      dropped = dropped + 1
+    end
+  end
+  self.n = self.n - dropped
+  self.next_sweep = t + self.every
+end
+
+-- At max_keys with nothing droppable: drop the least recently used eighth.
+local function drop_oldest(self)
+  local used, rate_used = {}, core.rate_used
+  for _, lim in pairs(self.map) do used[#used + 1] = rate_used(lim) end
+  table.sort(used)
+  local cutoff, dropped = used[math.max(1, math.floor(#used / 8))], 0
+  for key, lim in pairs(self.map) do
+    if rate_used(lim) <= cutoff then
+      self.map[key] = nil
+      dropped = dropped + 1
+    end
+  end
+  self.n = self.n - dropped
+end
+
+-- The limiter of key, made when missing; sweeps when it is time.
+local function limiter_of(self, key, fname)
+  if key == nil or key ~= key then fail("%s: bad argument #1 (key expected, got %s)", fname, typename(key)) end
+  local t = self.now()
+  if t >= self.next_sweep then sweep(self, t) end
+  local lim = self.map[key]
+  if lim == nil then
+    if self.n >= self.max_keys then
+      sweep(self, t)
+      if self.n >= self.max_keys then drop_oldest(self) end
+    end
+    lim = core.rate_limiter(self.limit_, self.burst_, self.clock)
+    self.map[key] = lim
+    self.n = self.n + 1
+  end
+  return lim
+end
+
+--- k:get(key): key's limiter.
+function Keyed:get(key)
+  check_keyed(self, "k:get")
+  return limiter_of(self, key, "k:get")
+end
+
+--- k:allow(key [, n]), k:reserve(key [, n]), k:wait(key [, ctx] [, n]): the calls of
+-- key's limiter.
+function Keyed:allow(key, n)
+  check_keyed(self, "k:allow")
+  return limiter_of(self, key, "k:allow"):allow(n)
+end
+
+function Keyed:reserve(key, n)
+  check_keyed(self, "k:reserve")
+  return limiter_of(self, key, "k:reserve"):reserve(n)
+end
+
+function Keyed:wait(key, a, b, extra)
+  check_keyed(self, "k:wait")
+  return limiter_of(self, key, "k:wait"):wait(a, b, extra)
+end
+
+--- k:len(): the number of keys that have a limiter now (after dropping what is due).
+function Keyed:len()
+  check_keyed(self, "k:len")
+  local t = self.now()
+  if t >= self.next_sweep then sweep(self, t) end
+  return self.n
+end
+
+return M
