@@ -31,7 +31,7 @@ help:
 	@echo "make deps   install the system packages (apt-get) that are missing"
 	@echo "make        build conc/core.so for every interpreter"
 	@echo "make test   every spec under $(LUAS), then under ASan+UBSan"
-	@echo "make demo   run examples/demo.lua, replicated.lua and timeout.lua"
+	@echo "make demo   run examples/demo.lua, replicated.lua, timeout.lua and rate_limit.lua"
 	@echo "make bench  the benchmark table against the peers (bench/RESULTS.md)"
 	@echo "make soak   a minute of creating and dropping objects: memory must stay bounded"
 	@echo "make lint   check that Lua-agnostic C files do not include lua.h"
@@ -67,7 +67,7 @@ test: deps
 
 demo: deps
 	@$(MAKE) --no-print-directory build/lua5.4/release/conc/core.so
-	@for ex in demo replicated timeout; do echo "== examples/$$ex.lua"; \
+	@for ex in demo replicated timeout rate_limit; do echo "== examples/$$ex.lua"; \
 	  LUA_PATH="lua/?.lua;lua/?/init.lua;;" LUA_CPATH="build/lua5.4/release/?.so;;" \
 	  lua5.4 examples/$$ex.lua || exit 1; done
 

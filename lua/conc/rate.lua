@@ -135,14 +135,20 @@ local LIMITER_MT = getmetatable(core.rate_limiter(0, 0))
 
 --- rate.multi(lim, ...): one limiter over several (the book's MultiLimiter). An event
 -- needs a token from each; they are booked on all at once, for the time the slowest can
--- grant them, so a wait that ends early gives every one back.
+-- grant them, so a wait that ends early gives every one back. An argument may itself be a
+-- rate.multi, whose limiters join this one's (as the book nests its MultiLimiters).
 function M.multi(...)
   local n = select("#", ...)
   if n == 0 then fail("rate.multi: bad argument #1 (rate limiter expected, got no value)") end
-  local lims = { ... }
+  local lims = {}
   for i = 1, n do
-    if getmetatable(lims[i]) ~= LIMITER_MT then
-      fail("rate.multi: bad argument #%d (rate limiter expected, got %s)", i, typename(lims[i]))
+    local lim = select(i, ...)
+    if getmetatable(lim) == LIMITER_MT then
+      lims[#lims + 1] = lim
+    elseif getmetatable(lim) == Multi then
+      for _, inner in ipairs(lim.lims) do lims[#lims + 1] = inner end
+    else
+      fail("rate.multi: bad argument #%d (rate limiter expected, got %s)", i, typename(lim))
     end
   end
   return setmetatable({ lims = lims }, Multi)
