@@ -1,8 +1,8 @@
 -- bench/conc_w.lua: the conc workloads of `make bench`.
 --
 --   LUA_PATH='lua/?.lua;lua/?/init.lua;;' LUA_CPATH='build/lua5.4/release/?.so;;' \
---     lua5.4 bench/conc_w.lua W1     (W1 W2 W3 W4 W4mem W5 X1 X2 X2ref M1 M2 G1;
---                                     env BENCH_SCALE shrinks N)
+--     lua5.4 bench/conc_w.lua W1     (W1 W2 W3 W4 W4mem W5 X1 X2 X2ref M1 M2 G1 R1 R2 R3
+--                                     K1; env BENCH_SCALE shrinks N)
 --
 -- Prints `RESULT <key> <number>` and `NOTE <text>` lines for bench/run.lua. The same
 -- workloads, defined the same way, are in bench/purelua.lua, bench/tarantool_w.lua and
@@ -236,9 +236,83 @@ function W.G1()
   result("ns", (conc.now() - t0) / (rounds * 1000) * 1e9)
 end
 
+---------------------------------------------------------------------------- conc.rate
+local rate = conc.rate
+
+-- R1: lim:allow() on a limiter that always allows: limit 1e12/s, burst 1e9, so the bucket
+-- never empties but every call still goes through the refill arithmetic (rate.inf would
+-- take a shortcut). ns per call.
+function W.R1()
+  local n = n_of(1e7)
+  local lim = rate.limiter(1e12, 1e9)
+  local allowed = 0
+  local t0 = conc.now()
+  for _ = 1, n do
+    if lim:allow() then allowed = allowed + 1 end
+  end
+  result("ns", (conc.now() - t0) / n * 1e9)
+  assert(allowed == n, "R1: a call was refused")
+end
+
+-- R2: lim:reserve() then r:cancel() on a limiter of 10/s, burst 1, whose token was taken
+-- first: every reservation is booked about 0.1 s ahead and its cancel gives the token back
+-- (the whole restore path). ns per pair.
+function W.R2()
+  local n = n_of(1e6)
+  local lim = rate.limiter(10, 1)
+  assert(lim:allow(), "R2: the first token was refused")
+  local t0 = conc.now()
+  for _ = 1, n do
+    local r = lim:reserve()
+    r:cancel()
+  end
+  result("ns", (conc.now() - t0) / n * 1e9)
+  assert(lim:tokens() > -1.5, "R2: cancel gave nothing back")
+end
+
+-- R3: 100 tasks share a limiter of 1e5/s, burst 1, and wait until N waits (in all) have
+-- returned. Waits per second achieved, that over the 1e5 ideal, and CPU time (os.clock:
+-- the whole process) per wait.
+function W.R3()
+  local tasks, limit, n = 100, 1e5, n_of(2e5)
+  local lim = rate.limiter(limit, 1)
+  local claimed, finished, done = 0, 0, conc.chan(1)
+  local function task()
+    while claimed < n do
+      claimed = claimed + 1
+      assert(lim:wait())
+      finished = finished + 1
+      if finished == n then done:send(true) end
+    end
+  end
+  local c0, t0 = os.clock(), conc.now()
+  for _ = 1, tasks do conc.go(task) end
+  done:recv()
+  local el, cpu = conc.now() - t0, os.clock() - c0
+  result("waits_per_s", n / el)
+  result("of_ideal", n / el / limit)
+  result("cpu_ns", cpu / n * 1e9)
+end
+
+-- K1: rate.keyed with 1e5 live keys "client-<i>", each used once with allow() (limit
+-- 0.01/s, burst 10: no bucket refills during the run, so rate.keyed drops none). Bytes per
+-- key: collectgarbage("count") after full collections, before and after; the key strings
+-- count, as they do in Go's map.
+function W.K1()
+  local n = n_of(1e5)
+  local k = rate.keyed(0.01, 10)
+  local h0 = heap_bytes()
+  for i = 1, n do
+    if not k:allow("client-" .. i) then error("K1: refused") end
+  end
+  local h1 = heap_bytes()
+  assert(k:len() == n, "K1: keys were dropped")
+  result("bytes", (h1 - h0) / n)
+end
+
 local name = arg and arg[1]
 if not W[name] then
-  io.stderr:write("usage: conc_w.lua W1|W2|W3|W4|W4mem|W5|X1|X2|X2ref|M1|M2|G1\n")
+  io.stderr:write("usage: conc_w.lua W1|W2|W3|W4|W4mem|W5|X1|X2|X2ref|M1|M2|G1|R1|R2|R3|K1\n")
   os.exit(2)
 end
 math.randomseed(42)

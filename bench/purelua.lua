@@ -1,8 +1,8 @@
 -- bench/purelua.lua: the "pure Lua" peer of `make bench`: a small hand-written
 -- channel scheduler in plain Lua (runs on Lua 5.4 and LuaJIT), and the workloads.
 --
---   lua5.4 bench/purelua.lua W1        (W1 W2 W3 W4 W4mem W5; env BENCH_SCALE shrinks N;
---                                      X1 X2 X2ref M1 M2 G1 print NA)
+--   lua5.4 bench/purelua.lua W1        (W1 W2 W3 W4 W4mem W5 R1 R2 R3 K1; env BENCH_SCALE
+--                                      shrinks N; X1 X2 X2ref M1 M2 G1 print NA)
 --
 -- Prints `RESULT <key> <number>` and `NOTE <text>` lines for bench/run.lua.
 --
@@ -18,6 +18,8 @@
 --     channels are dropped lazily when a sender reaches them (Go unlinks them at once);
 --   * sleep uses a binary min-heap of timers ordered by (deadline, sequence); when no
 --     task is ready the loop sleeps until the first deadline.
+-- And a token bucket (R1 R2 R3 K1): golang.org/x/time/rate's Limiter transcribed into
+-- plain Lua (see "token bucket" below), on the same clock.
 -- Plain Lua has neither a monotonic clock nor a way to sleep, so the clock and the
 -- idle sleep come from luasystem (`system.monotime`, `system.sleep`; Debian package
 -- lua-system, which bench/run.sh installs). Without it the workloads are timed with
@@ -255,6 +257,98 @@ function S.run(fn, ...)
   end
 end
 
+---------------------------------------------------------------------------- token bucket
+-- golang.org/x/time/rate's Limiter as a Lua programmer would transcribe it: a table
+-- {limit, burst, tokens, last, last_event} with methods; times are now()'s seconds. Like
+-- Go, allow() makes no reservation object (Go's reserveN returns a struct by value); a
+-- reservation is a table. No argument checks beyond Go's (n defaults to 1).
+local inf = math.huge
+local Limiter, Reservation = {}, {}
+Limiter.__index, Reservation.__index = Limiter, Reservation
+
+--- limiter(limit, burst): a bucket that starts full.
+function S.limiter(limit, burst)
+  local t = now()
+  return setmetatable({ limit = limit, burst = burst, tokens = burst, last = t, last_event = t }, Limiter)
+end
+
+-- The tokens at t (Go's advance): what was there plus what the limit minted, up to burst.
+local function advance(lim, t)
+  local last = lim.last
+  if t < last then last = t end
+  local tokens = lim.tokens + (t - last) * lim.limit
+  if tokens > lim.burst then tokens = lim.burst end
+  return tokens
+end
+
+-- Go's reserveN: returns ok and the time to act; books the tokens when ok.
+local function reserve_n(lim, t, n, max_wait)
+  local limit = lim.limit
+  if limit == inf then return true, t end
+  if limit == 0 then   -- Go: spends the burst and mints nothing
+    if lim.burst >= n then lim.burst = lim.burst - n; return true, t end
+    return false, t
+  end
+  local tokens = advance(lim, t) - n
+  local wait = 0
+  if tokens < 0 then wait = -tokens / limit end
+  if n > lim.burst or wait > max_wait then return false, t end
+  local act = t + wait
+  lim.last, lim.tokens, lim.last_event = t, tokens, act
+  return true, act
+end
+
+function Limiter:allow(n)
+  return (reserve_n(self, now(), n or 1, 0))
+end
+
+function Limiter:tokens_now()
+  return advance(self, now())
+end
+
+function Limiter:reserve(n)
+  n = n or 1
+  local limit = self.limit
+  local ok, act = reserve_n(self, now(), n, inf)
+  return setmetatable({ ok_ = ok, lim = self, tokens = ok and n or 0, act = act, limit = limit }, Reservation)
+end
+
+function Reservation:ok() return self.ok_ end
+
+function Reservation:delay()
+  if not self.ok_ then return inf end
+  local d = self.act - now()
+  return d > 0 and d or 0
+end
+
+-- Go's CancelAt: gives back what later reservations have not come to depend on.
+function Reservation:cancel()
+  local lim, n = self.lim, self.tokens
+  local t = now()
+  if not self.ok_ or lim.limit == inf or n == 0 or self.act < t then return end
+  local restore = n - self.limit * (lim.last_event - self.act)
+  if restore <= 0 then return end
+  local tokens = advance(lim, t) + restore
+  if tokens > lim.burst then tokens = lim.burst end
+  lim.last, lim.tokens = t, tokens
+  if self.act == lim.last_event then
+    local prev = self.act - n / self.limit
+    if prev >= t then lim.last_event = prev end
+  end
+  self.tokens = 0
+end
+
+--- lim:wait([n]): books n tokens and sleeps until they are there (no ctx here).
+function Limiter:wait(n)
+  n = n or 1
+  if n > self.burst and self.limit ~= inf then return nil, "rate: wait(n) exceeds the burst" end
+  local t = now()
+  local ok, act = reserve_n(self, t, n, inf)
+  if not ok then return nil, "rate: wait(n) can never be served" end
+  if act > t then S.sleep(act - t) end
+  return true
+end
+
 if ... == "purelua" then return S end   -- require "purelua" gives just the scheduler
 
 ---------------------------------------------------------------------------- workloads
@@ -390,6 +484,83 @@ function W.W5()
   result("late_ms", late / n * 1e3)
 end
 
+-- R1: lim:allow() on a limiter that always allows: limit 1e12/s, burst 1e9, so the bucket
+-- never empties but every call still goes through the refill arithmetic. ns per call.
+function W.R1()
+  local n = n_of(1e7)
+  local lim = S.limiter(1e12, 1e9)
+  local allowed = 0
+  local t0 = now()
+  for _ = 1, n do
+    if lim:allow() then allowed = allowed + 1 end
+  end
+  result("ns", (now() - t0) / n * 1e9)
+  assert(allowed == n, "R1: a call was refused")
+end
+
+-- R2: lim:reserve() then r:cancel() on a limiter of 10/s, burst 1, whose token was taken
+-- first: every reservation is booked about 0.1 s ahead and its cancel gives the token back.
+-- ns per pair.
+function W.R2()
+  local n = n_of(1e6)
+  local lim = S.limiter(10, 1)
+  assert(lim:allow(), "R2: the first token was refused")
+  local t0 = now()
+  for _ = 1, n do
+    local r = lim:reserve()
+    r:cancel()
+  end
+  result("ns", (now() - t0) / n * 1e9)
+  assert(lim:tokens_now() > -1.5, "R2: cancel gave nothing back")
+end
+
+-- R3: 100 tasks share a limiter of 1e5/s, burst 1, and wait until N waits (in all) have
+-- returned. Waits per second achieved, that over the 1e5 ideal, and CPU time (os.clock)
+-- per wait.
+function W.R3()
+  if not S.os_sleep then
+    io.write("NA no monotonic clock or sleep in plain Lua (install lua-system)\n")
+    return
+  end
+  local tasks, limit, n = 100, 1e5, n_of(2e5)
+  local lim = S.limiter(limit, 1)
+  local claimed, finished, done = 0, 0, chan(1)
+  local function task()
+    while claimed < n do
+      claimed = claimed + 1
+      assert(lim:wait())
+      finished = finished + 1
+      if finished == n then done:send(true) end
+    end
+  end
+  local c0, t0 = os.clock(), now()
+  for _ = 1, tasks do go(task) end
+  done:recv()
+  local el, cpu = now() - t0, os.clock() - c0
+  result("waits_per_s", n / el)
+  result("of_ideal", n / el / limit)
+  result("cpu_ns", cpu / n * 1e9)
+end
+
+-- K1: a table of 1e5 buckets keyed "client-<i>", each made on first use and used once
+-- with allow() (limit 0.01/s, burst 10). Bytes per key, as in conc_w.lua.
+function W.K1()
+  local n = n_of(1e5)
+  local map, limiter = {}, S.limiter
+  local function allow(key)
+    local lim = map[key]
+    if lim == nil then lim = limiter(0.01, 10); map[key] = lim end
+    return lim:allow()
+  end
+  local h0 = heap_bytes()
+  for i = 1, n do
+    if not allow("client-" .. i) then error("K1: refused") end
+  end
+  local h1 = heap_bytes()
+  result("bytes", (h1 - h0) / n)
+  assert(next(map) ~= nil)
+end
+
 -- X1 X2 X2ref (contexts), M1 M2 (semaphore), G1 (group): nothing to run them on here.
 local function na(reason) return function() io.write("NA ", reason, "\n") end end
 local no_ctx, no_sem, no_group =
@@ -398,7 +569,7 @@ W.X1, W.X2, W.X2ref, W.M1, W.M2, W.G1 = no_ctx, no_ctx, no_ctx, no_sem, no_sem, 
 
 local name = arg and arg[1]
 if not W[name] then
-  io.stderr:write("usage: purelua.lua W1|W2|W3|W4|W4mem|W5|X1|X2|X2ref|M1|M2|G1\n")
+  io.stderr:write("usage: purelua.lua W1|W2|W3|W4|W4mem|W5|X1|X2|X2ref|M1|M2|G1|R1|R2|R3|K1\n")
   os.exit(2)
 end
 math.randomseed(42)

@@ -8,7 +8,8 @@
 --   BENCH_SCALE      multiplies every N (default 1; 0.01 for a smoke run)
 --   BENCH_PEERS      comma list of peer ids to run (default all: conc54,concjit,pure54,
 --                    purejit,tarantool,go)
---   BENCH_WORKLOADS  comma list (default W1,W2,W3,W4,W4mem,W5,X1,X2,X2ref,M1,M2,G1,Floor)
+--   BENCH_WORKLOADS  comma list (default W1,W2,W3,W4,W4mem,W5,X1,X2,X2ref,M1,M2,G1,R1,R2,
+--                    R3,K1,Floor)
 --   BENCH_TIMEOUT    seconds allowed to one process (default 600)
 --   BENCH_OUT        where to write the report (default bench/RESULTS.md)
 --   BENCH_GO_BIN     the Go program built by run.sh
@@ -97,6 +98,12 @@ local METRICS = {
   { w = "M1", key = "ns", label = "M1 semaphore acquire+release, uncontended (ns/op)" },
   { w = "M2", key = "ns", label = "M2 semaphore, 2 tasks contending (ns/op)" },
   { w = "G1", key = "ns", label = "G1 group go+wait of 1000 tasks (ns/task)" },
+  { w = "R1", key = "ns", label = "R1 rate lim:allow(), bucket never empty (ns/call)" },
+  { w = "R2", key = "ns", label = "R2 rate reserve()+cancel(), token given back (ns/pair)" },
+  { w = "R3", key = "waits_per_s", label = "R3 rate wait, 100 tasks, 1e5/s, burst 1 (waits/s; **higher is better**)" },
+  { w = "R3", key = "of_ideal", label = "R3 the same over the 1e5/s ideal (**higher is better**, ≤ 1)" },
+  { w = "R3", key = "cpu_ns", label = "R3 CPU time per wait, whole process (ns)" },
+  { w = "K1", key = "bytes", label = "K1 rate.keyed, 1e5 live keys, Lua/Go heap (bytes/key)" },
 }
 -- The Floor workload's metrics, all ns; rows of their own table (see floor_table).
 local FLOOR = {
@@ -106,7 +113,7 @@ local FLOOR = {
   { w = "Floor", key = "strlen_ns", label = "string.len(s), a builtin (ns/call)" },
   { w = "Floor", key = "rawlen_ns", label = "rawlen(t), a builtin (ns/call)" },
 }
-local WORKLOADS = list("BENCH_WORKLOADS", "W1,W2,W3,W4,W4mem,W5,X1,X2,X2ref,M1,M2,G1,Floor")
+local WORKLOADS = list("BENCH_WORKLOADS", "W1,W2,W3,W4,W4mem,W5,X1,X2,X2ref,M1,M2,G1,R1,R2,R3,K1,Floor")
 
 ---------------------------------------------------------------------------- running
 local samples = {}   -- samples[peer][w][key] = { values }
@@ -361,6 +368,8 @@ local function targets_table()
   local heap, rss = med("conc54", "W4mem", "heap_bytes"), med("conc54", "W4mem", "rss_bytes")
   local c5, g5 = med("conc54", "W5", "overhead_ms"), med("go", "W5", "overhead_ms")
   local r5, early = rounded(over(c5, g5)), max_of("conc54", "W5", "early")
+  local r1_faster = rounded(over(med("pure54", "R1", "ns"), med("conc54", "R1", "ns")))
+  local k1 = med("conc54", "K1", "bytes")
   local rows = {
     ratio_target("W1 round trip, conc 5.4 / Go", "conc54", "go", "W1", 1.1),
     ratio_target("W2 per item, conc 5.4 / Go", "conc54", "go", "W2", 1.6),
@@ -379,6 +388,11 @@ local function targets_table()
     ratio_target("W1 round trip, conc LuaJIT / pure LuaJIT", "concjit", "purejit", "W1", 1),
     ratio_target("W3 per select, conc LuaJIT / pure LuaJIT", "concjit", "purejit", "W3", 1),
     ratio_target("W4 spawn-and-finish, conc LuaJIT / pure LuaJIT", "concjit", "purejit", "W4", 1),
+    ratio_target("R1 rate allow(), conc 5.4 / Go", "conc54", "go", "R1", 1.5),
+    { "R1 rate allow(), pure Lua 5.4 bucket / conc 5.4 (times faster)",
+      r1_faster and ("%.2f"):format(r1_faster) or "n/a", "≥ 3.0", verdict(r1_faster and r1_faster >= 3) },
+    { "K1 rate.keyed with 1e5 live keys, conc 5.4 Lua heap (bytes/key)",
+      k1 and fmt(k1) or "n/a", "≤ 200", verdict(k1 and k1 <= 200) },
   }
   return table_md({ "goal", "measured", "target", "result" }, function(r) return r end, rows)
 end
@@ -410,6 +424,7 @@ local versions = {
   { "lua5.4", "lua5.4 -v" }, { "luajit", "luajit -v" }, { "tarantool", "tarantool --version | head -1" },
   { "go", "go version" },
   { "golang.org/x/sync", "dpkg-query -W -f='${Version}' golang-golang-x-sync-dev" },
+  { "golang.org/x/time", "dpkg-query -W -f='${Version}' golang-golang-x-time-dev" },
 }
 
 local doc = {}
@@ -423,7 +438,8 @@ add(("Tree: %s%s. BENCH_REPS=%d, BENCH_SCALE=%s%s. Machine: %s.\n"):format(
     SCALE ~= 1 and " (**smoke run: N scaled down, numbers not comparable to full runs**)" or "", machine()))
 add("Each cell is the median of BENCH_REPS runs, each run a separate process; repetitions are the")
 add("outer loop, so every peer meets the same noise. Ratios are peer / Go from this same run")
-add("(below 1: faster, or smaller, than Go). Lower is better everywhere.\n")
+add("(below 1: faster, or smaller, than Go). Lower is better everywhere but in the rows marked")
+add("**higher is better** (R3's throughput).\n")
 add(main_table .. "\n")
 if conc_table then add("conc against the other Lua peers (same run):\n"); add(conc_table .. "\n") end
 if #footnotes > 0 or #na_reasons > 0 then
@@ -505,10 +521,34 @@ bench/go/main.go); N below is for BENCH_SCALE=1.
   returning nil, `g.Wait()`. Time / N.
 - X1, X2, X2ref, M1, M2 and G1 are n/a for the pure-Lua scheduler and Tarantool, which have
   no contexts, semaphore or group.
+- **R1 allow**: `lim:allow()` N = 1e7 times on `rate.limiter(1e12, 1e9)` (Go:
+  `rate.NewLimiter(1e12, 1e9)`, `Allow()`): a bucket so large and so fast to refill that it
+  never empties, yet every call reads the clock and goes through the refill arithmetic
+  (`rate.inf` would skip it in every peer). Time / N.
+- **R2 reserve+cancel**: a limiter of 10/s, burst 1, whose token is taken first; N = 1e6
+  times `r = lim:reserve()` then `r:cancel()` (Go: `Reserve()`, `Cancel()`). Each
+  reservation is booked about 0.1 s ahead and its cancel gives the token back, the whole
+  restore path (a reservation due at once would make cancel a no-op). Time / N.
+- **R3 wait throughput**: 100 tasks (goroutines) share a limiter of 1e5/s, burst 1, and call
+  `lim:wait()` (Go: `Wait(context.Background())`) until N = 2e5 waits in all have returned.
+  **waits/s** = N / the wall time from the first spawn until the last wait returned; the
+  next row is that over 1e5/s; **CPU time** is the process's user+system time (os.clock,
+  Go getrusage) / N.
+- **K1 keyed**: `rate.keyed(0.01, 10)` and `k:allow("client-" .. i)` for i = 1..1e5, each key
+  once, so 1e5 limiters are live (at 0.01/s no bucket refills during the run, so none is
+  dropped: checked with `k:len()`). Bytes per key between before and after, both after full
+  collections: `collectgarbage("count")` for Lua peers (the pure-Lua peer: a plain table of
+  its buckets), HeapAlloc for Go (a `map[string]*rate.Limiter` filled on first use). The key
+  strings count in every peer.
+- R1, R2, R3 and K1 are n/a for Tarantool (no rate limiter; the pure LuaJIT column is what
+  it would run). The pure-Lua peer's token bucket is golang.org/x/time/rate's Limiter
+  transcribed into plain Lua (bench/purelua.lua), on luasystem's monotime, and its wait
+  sleeps on the pure-Lua scheduler's timers.
 
 Go runs with GOMAXPROCS=1; golang.org/x/sync (M1, M2, G1) is Debian's
-golang-golang-x-sync-dev, built in by bench/run.sh without any download (without it, those
-cells read n/a). The pure-Lua peer is a small scheduler in plain Lua
+golang-golang-x-sync-dev, and golang.org/x/time (R1, R2, R3, K1) is Debian's
+golang-golang-x-time-dev, both built in by bench/run.sh without any download (without them,
+those cells read n/a). The pure-Lua peer is a small scheduler in plain Lua
 (bench/purelua.lua: ring-buffer channels, FIFO wait queues, run queue, select with uniform
 random choice, binary-heap timers); plain Lua has no monotonic clock and cannot sleep, so it
 takes `system.monotime`/`system.sleep` from luasystem (Debian lua-system) and otherwise says so

@@ -30,6 +30,7 @@ need lua5.4 command -v lua5.4 || { echo "bench: lua5.4 is required to run the ha
 need luajit command -v luajit
 need golang-go command -v go
 need golang-golang-x-sync-dev test -f /usr/share/gocode/src/golang.org/x/sync/go.mod  # Go's M1 M2 G1
+need golang-golang-x-time-dev test -f /usr/share/gocode/src/golang.org/x/time/go.mod  # Go's R1 R2 R3 K1
 need tarantool command -v tarantool
 need lua-system lua5.4 -e 'assert(require("system").monotime)'   # clock for the pure-Lua peer
 
@@ -40,19 +41,26 @@ go_bin=
 if command -v go >/dev/null 2>&1; then
   # Without HOME the go command has no default cache; give it a temporary one.
   if [ -z "${GOCACHE:-}" ] && [ -z "${HOME:-}" ]; then export GOCACHE="$tmp/gocache"; fi
-  # golang.org/x/sync (M1, M2, G1) is Debian's copy: a go.mod of our own replaces the
-  # module by its directory, and tag xsync builds bench/go/xsync.go. Without it, or if that
-  # build fails, the plain build's M1, M2 and G1 print NA.
-  xsync=/usr/share/gocode/src/golang.org/x/sync
-  if [ -f "$xsync/go.mod" ]; then
-    { cat bench/go/go.mod
-      printf '\nrequire golang.org/x/sync v0.0.0\n\nreplace golang.org/x/sync => %s\n' "$xsync"
-    } >"$tmp/go.mod"
-    if (cd bench/go && GOFLAGS=-mod=mod GOPROXY=off go build -modfile="$tmp/go.mod" -tags=xsync \
+  # golang.org/x/sync (M1, M2, G1) and golang.org/x/time (R1, R2, R3, K1) are Debian's
+  # copies: a go.mod of our own replaces each module by its directory, and tags xsync and
+  # xtime build bench/go/xsync.go and bench/go/xtime.go. A module that is missing, or a
+  # build with them that fails, leaves its workloads printing NA in the plain build.
+  tags= reqs=
+  for m in sync:xsync time:xtime; do
+    dir=/usr/share/gocode/src/golang.org/x/${m%%:*}
+    if [ -f "$dir/go.mod" ]; then
+      tags="$tags,${m#*:}"
+      reqs="$reqs$(printf '\nrequire golang.org/x/%s v0.0.0\n\nreplace golang.org/x/%s => %s\n' \
+                          "${m%%:*}" "${m%%:*}" "$dir")"
+    fi
+  done
+  if [ -n "$tags" ]; then
+    { cat bench/go/go.mod; printf '%s\n' "$reqs"; } >"$tmp/go.mod"
+    if (cd bench/go && GOFLAGS=-mod=mod GOPROXY=off go build -modfile="$tmp/go.mod" -tags="${tags#,}" \
           -o "$tmp/concbench" .) >&2; then
       go_bin="$tmp/concbench"
     else
-      echo "bench: go build with golang.org/x/sync failed; building without it" >&2
+      echo "bench: go build with golang.org/x/{sync,time} failed; building without them" >&2
     fi
   fi
   if [ -z "$go_bin" ]; then
