@@ -92,6 +92,31 @@ void conc_push_site(lua_State *L, int *line)
         lua_pushnil(L);
 }
 
+/* sysinfo(): pid, host name and the wall-clock time in seconds since the epoch (with
+ * microseconds), for the records of conc.errors. */
+static int l_sysinfo(lua_State *L)
+{
+    char host[256];
+    size_t len = sizeof host;
+    uv_timeval64_t tv;
+    conc_check_nargs(L, "sysinfo", 0, 0);
+    lua_pushinteger(L, (lua_Integer)uv_os_getpid());
+    if (uv_os_gethostname(host, &len) == 0)
+        lua_pushlstring(L, host, len);
+    else
+        lua_pushliteral(L, "unknown");
+    if (uv_gettimeofday(&tv) == 0)
+        lua_pushnumber(L, (lua_Number)tv.tv_sec + (lua_Number)tv.tv_usec / 1e6);
+    else
+        lua_pushnumber(L, 0);
+    return 3;
+}
+
+static const luaL_Reg conc_os_funcs[] = {
+    {"sysinfo", l_sysinfo},
+    {NULL, NULL}
+};
+
 static int sched_gc(lua_State *L)
 {
     conc_sched_close((conc_sched_t *)lua_touserdata(L, 1), L);
@@ -199,6 +224,7 @@ int luaopen_conc_core(lua_State *L)
     add_funcs(L, conc_timer_funcs);
     add_funcs(L, conc_ctx_funcs);
     add_funcs(L, conc_sync_funcs);
+    add_funcs(L, conc_os_funcs);
     add_funcs(L, conc_rate_funcs);
     lua_pushvalue(L, CONC_UP_DEFAULT);
     lua_setfield(L, -2, "default");
