@@ -84,7 +84,8 @@ local function current_task()
 end
 
 -- Sets the fields an error records where it is made: `level` is the stack level of the
--- code that made it (on thread co, when given; then `stack` is its traceback too).
+-- code that made it (on thread co, when given; then `stack` is its traceback too). Its
+-- callers never tail-call it, which would drop their own frame and shift the levels.
 local function stamp(err, co, level, stack)
   err.id = new_id()
   err.time = utc_now()
@@ -98,7 +99,6 @@ local function stamp(err, co, level, stack)
     err.stack_hash = err.stack_hash or stack_hash(nil, level + 2)
     err.task = current_task()
   end
-  return err
 end
 
 ---------------------------------------------------------------------------- making errors
@@ -124,7 +124,8 @@ function M.new(msg, fields)
   if type(msg) ~= "string" then fail("errors.new: bad argument #1 (string expected, got %s)", type(msg)) end
   local err = setmetatable({ message = msg }, Error)
   copy_fields("errors.new", err, fields)
-  return stamp(err, nil, 2)
+  stamp(err, nil, 2)
+  return err
 end
 
 --- errors.wrap(err, msg [, fields]): a layer of context over err (nil for a nil err, E7).
@@ -136,7 +137,8 @@ function M.wrap(err, msg, fields)
   local w = setmetatable({ message = msg .. ": " .. tostring(err), cause = err }, Error)
   copy_fields("errors.wrap", w, fields)
   if is_error(err) then w.stack_hash = err.stack_hash end
-  return stamp(w, nil, 2)
+  stamp(w, nil, 2)
+  return w
 end
 
 --- errors.raised(raw, task, site, stack [, co]): the error a value raised in a task becomes.
@@ -181,7 +183,8 @@ function M.join(...)
   end
   if #list == 0 then return nil end
   local err = setmetatable({ message = table.concat(lines, "\n"), errors = list }, Error)
-  return stamp(err, nil, 2)
+  stamp(err, nil, 2)
+  return err
 end
 
 ---------------------------------------------------------------------------- looking inside
@@ -297,7 +300,7 @@ local KEYS = { "id", "time", "host", "pid", "task", "kind", "message", "user", "
 -- with no value are null; a join adds `errors`, the records of what it holds.
 local function record(err, id, time)
   local parts = {}
-  local fields = is_error(err) and err or { message = tostring(err), bug = true }
+  local fields = is_error(err) and err or { message = tostring(err) }
   for i, k in ipairs(KEYS) do
     local v = fields[k]
     if k == "task" and v ~= nil and fields.spawned_at then
