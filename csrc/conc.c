@@ -112,8 +112,48 @@ static int l_sysinfo(lua_State *L)
     return 3;
 }
 
+/* The closure of with_stack: calls its upvalue with the traceback of its caller first. */
+static int call_with_stack(lua_State *L)
+{
+    int n = lua_gettop(L);
+    lua_pushvalue(L, lua_upvalueindex(1));
+#if CONC_PUC51
+    /* no luaL_traceback: debug.traceback at level 2, past itself and this function */
+    lua_getglobal(L, "debug");
+    if (!lua_istable(L, -1)) {
+        lua_pop(L, 1);
+        lua_pushliteral(L, "");
+    } else {
+        lua_getfield(L, -1, "traceback");
+        lua_remove(L, -2);
+        lua_pushliteral(L, "");
+        lua_pushinteger(L, 2);
+        lua_call(L, 2, 1);
+    }
+#else
+    luaL_traceback(L, L, NULL, 1);
+#endif
+    lua_insert(L, 1);
+    lua_insert(L, 1);
+    lua_call(L, n + 1, LUA_MULTRET);
+    return lua_gettop(L);
+}
+
+/* with_stack(fn): a C function g such that g(...) returns fn(stack, ...), where stack is the
+ * traceback from g's caller up. It is C so that `return g(...)`, a tail call, still finds
+ * the caller on the stack: PUC Lua drops a tail-calling frame for a Lua callee, not for a C
+ * one (LuaJIT drops it for both). errors.new and errors.wrap are made this way. */
+static int l_with_stack(lua_State *L)
+{
+    conc_check_nargs(L, "with_stack", 1, 0);
+    luaL_checktype(L, 1, LUA_TFUNCTION);
+    lua_pushcclosure(L, call_with_stack, 1);
+    return 1;
+}
+
 static const luaL_Reg conc_os_funcs[] = {
     {"sysinfo", l_sysinfo},
+    {"with_stack", l_with_stack},
     {NULL, NULL}
 };
 

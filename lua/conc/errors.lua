@@ -65,40 +65,23 @@ local function new_id()
   return ("%s-%d"):format(RUN, last_id)
 end
 
--- The hash of the frames of thread co (nil: the running one) from `level` up.
-local function stack_hash(co, level)
-  local parts = {}
-  for i = level, level + 63 do
-    local info
-    if co then info = debug.getinfo(co, i, "Sln") else info = debug.getinfo(i, "Sln") end
-    if info == nil then break end
-    parts[#parts + 1] = ("%s:%d:%s"):format(info.short_src, info.currentline or -1, info.name or "?")
-  end
-  return hash(table.concat(parts, "\n"))
-end
-
 local function current_task()
   local t = core.self()
   if t == nil then return nil end
   return { id = t:id(), name = t:name() }
 end
 
--- Sets the fields an error records where it is made: `level` is the stack level of the
--- code that made it (on thread co, when given; then `stack` is its traceback too). Its
--- callers never tail-call it, which would drop their own frame and shift the levels.
-local function stamp(err, co, level, stack)
+-- Sets the fields an error records where it is made; stack is the traceback from there.
+-- The stack text holds source names, lines and function names; the hash leaves out the
+-- addresses LuaJIT prints for C functions, so it is the same for the same code path in
+-- every run.
+local function stamp(err, stack)
   err.id = new_id()
   err.time = utc_now()
   err.host = HOST
   err.pid = PID
-  if co then
-    err.stack = stack or debug.traceback(co)
-    err.stack_hash = err.stack_hash or stack_hash(co, 0)
-  else
-    err.stack = debug.traceback("", level + 1):gsub("^\n", "")
-    err.stack_hash = err.stack_hash or stack_hash(nil, level + 2)
-    err.task = current_task()
-  end
+  err.stack = (stack:gsub("^\n", ""))
+  err.stack_hash = err.stack_hash or hash((err.stack:gsub("0x%x+", "")))
 end
 
 ---------------------------------------------------------------------------- making errors
@@ -120,31 +103,42 @@ end
 --- errors.new(msg [, fields]): a well-formed error. fields: kind, user (one line for the
 -- user), transient (whether retrying may help), details (any table, for the record).
 -- Each call makes a distinct error, even for the same text (E1).
-function M.new(msg, fields)
+-- new, wrap and join are made by core.with_stack, which passes the caller's traceback
+-- first, even when they are tail-called (`return errors.new(...)`) on PUC Lua.
+local function check_nargs(fname, max, ...)
+  local n = select("#", ...)
+  if n > max then fail("%s: too many arguments (at most %d expected, got %d)", fname, max, n) end
+end
+
+M.new = core.with_stack(function(stack, msg, fields, ...)
+  check_nargs("errors.new", 2, msg, fields, ...)
   if type(msg) ~= "string" then fail("errors.new: bad argument #1 (string expected, got %s)", type(msg)) end
   local err = setmetatable({ message = msg }, Error)
   copy_fields("errors.new", err, fields)
-  stamp(err, nil, 2)
+  stamp(err, stack)
+  err.task = current_task()
   return err
-end
+end)
 
 --- errors.wrap(err, msg [, fields]): a layer of context over err (nil for a nil err, E7).
 -- Its message is "msg: " .. tostring(err); it keeps the stack_hash of err's origin, and a
 -- raw err wrapped here becomes well-formed (E18).
-function M.wrap(err, msg, fields)
+M.wrap = core.with_stack(function(stack, err, msg, fields, ...)
+  check_nargs("errors.wrap", 3, err, msg, fields, ...)
   if err == nil then return nil end
   if type(msg) ~= "string" then fail("errors.wrap: bad argument #2 (string expected, got %s)", type(msg)) end
   local w = setmetatable({ message = msg .. ": " .. tostring(err), cause = err }, Error)
   copy_fields("errors.wrap", w, fields)
   if is_error(err) then w.stack_hash = err.stack_hash end
-  stamp(w, nil, 2)
+  stamp(w, stack)
+  w.task = current_task()
   return w
-end
+end)
 
 --- errors.raised(raw, task, site, stack [, co]): the error a value raised in a task becomes.
 -- A conc error is kept as it is (and told which task it failed, if it does not know);
 -- anything else becomes a bug whose cause is the raw value, with the task's traceback.
-function M.raised(raw, task, site, stack, co)
+function M.raised(raw, task, site, stack)
   local err = raw
   if not is_error(raw) then
     err = setmetatable({
@@ -152,8 +146,8 @@ function M.raised(raw, task, site, stack, co)
       cause = raw,
       bug = true,
     }, Error)
-    if co then stamp(err, co, 0, stack) else stamp(err, nil, 3) end
-    err.stack = stack or err.stack
+    stamp(err, stack or debug.traceback("", 2))
+    if task == nil then err.task = current_task() end
   end
   if err.task == nil and task ~= nil then
     err.task = { id = task:id(), name = task:name() }
@@ -167,12 +161,12 @@ end
 
 --- The same for a task that failed: `co` is its coroutine, which keeps the traceback.
 function M.from_task(raw, task, co, site)
-  return M.raised(raw, task, site, debug.traceback(co), co)
+  return M.raised(raw, task, site, debug.traceback(co))
 end
 
 --- errors.join(...): one error that holds the non-nil errors given (its `errors` list), its
 -- message theirs one per line, as Go's errors.Join; nil when none is given (E4).
-function M.join(...)
+M.join = core.with_stack(function(stack, ...)
   local list, lines = {}, {}
   for i = 1, select("#", ...) do
     local e = select(i, ...)
@@ -183,9 +177,10 @@ function M.join(...)
   end
   if #list == 0 then return nil end
   local err = setmetatable({ message = table.concat(lines, "\n"), errors = list }, Error)
-  stamp(err, nil, 2)
+  stamp(err, stack)
+  err.task = current_task()
   return err
-end
+end)
 
 ---------------------------------------------------------------------------- looking inside
 
