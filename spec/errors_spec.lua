@@ -216,14 +216,9 @@ end
 
 ---------------------------------------------------------------------------- subprocesses
 
--- The interpreter running these specs, and the worktree (the parent of spec/).
-local EXE = ({ ["Lua 5.4"] = "lua5.4", ["Lua 5.3"] = "lua5.3", ["Lua 5.1"] = "lua5.1", LuaJIT = "luajit" })[support.interpreter]
-local ROOT = debug.getinfo(1, "S").source:sub(2):gsub("[^/]*$", "") .. ".."
-
---- Runs the Lua source `src` as a script under this interpreter, with conc from the worktree
--- (lua/ and build/<lua>/release), `times` times (default 1) from the same file (its name is
--- in every stack); `env` is extra "NAME=value" text. Returns each run's {out, err}, or for
--- one run its stdout and stderr.
+--- Runs the Lua source `src` as a script, `times` times (default 1) from the same file (its
+-- name is in every stack); `env` is extra "NAME=value" text. Returns each run's {out, err},
+-- or for one run its stdout and stderr.
 local function run_script(src, env, times)
   local script = os.tmpname()
   local f = assert(io.open(script, "w"))
@@ -231,15 +226,8 @@ local function run_script(src, env, times)
   f:close()
   local runs = {}
   for i = 1, times or 1 do
-    local errfile = os.tmpname()
-    local cmd = ("env -u LUA_PATH_5_4 -u LUA_CPATH_5_4 -u LUA_PATH_5_3 -u LUA_CPATH_5_3 "
-      .. "LUA_PATH='%s/lua/?.lua;%s/lua/?/init.lua' LUA_CPATH='%s/build/%s/release/?.so' %s %s '%s' 2>'%s'")
-      :format(ROOT, ROOT, ROOT, EXE, env or "", EXE, script, errfile)
-    local p = assert(io.popen(cmd))
-    local out = p:read("*a")
-    p:close()
-    runs[i] = { out = out, err = read_file(errfile) }
-    os.remove(errfile)
+    local out, err = support.run_lua("'" .. script .. "'", env)
+    runs[i] = { out = out, err = err }
   end
   os.remove(script)
   if times == nil then return runs[1].out, runs[1].err end
