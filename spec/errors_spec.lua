@@ -642,6 +642,21 @@ io.write(table.concat(out, " "), "\n", a.pid, " ", a.id, "\n")
       end)
     end)
 
+    it("E20: a task that raises a sentinel fails with the sentinel itself, which learns nothing of that task", function()
+      conc.run(function()
+        for _, sentinel in ipairs { errors.canceled, errors.deadline_exceeded } do
+          local t = conc.go(function() error(sentinel) end)
+          t:name("raiser")
+          local ok, err = t:wait()
+          assert.is_nil(ok)
+          assert.are.equal(sentinel, err)
+          assert.is_nil(sentinel.task)
+          assert.is_nil(sentinel.spawned_at)
+          assert.is_nil(sentinel.stack)
+        end
+      end)
+    end)
+
     it("E20: canceled and deadline_exceeded are well-formed, identity-stable sentinels with Go's texts", function()
       assert.are.equal(errors, conc.errors)
       assert.are.equal("context canceled", tostring(errors.canceled))

@@ -149,6 +149,9 @@ function M.raised(raw, task, site, stack)
     stamp(err, stack or debug.traceback("", 2))
     if task == nil then err.task = current_task() end
   end
+  if err == M.canceled or err == M.deadline_exceeded then
+    return err -- shared by every ctx: never told about one task
+  end
   if err.task == nil and task ~= nil then
     err.task = { id = task:id(), name = task:name() }
     err.spawned_at = site

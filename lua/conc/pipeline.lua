@@ -57,7 +57,10 @@ function M.bridge(ctx, chch)
       while going do
         local stream, ok = chch:recv(ctx)
         if not ok then break end
-        check_chan("bridge", stream, 2)
+        if getmetatable(stream) ~= CHAN_MT then
+          out:close()
+          check.fail("bridge: the stream of streams carried %s, not a channel", check.typename(stream))
+        end
         while true do
           local v, more = stream:recv(ctx)
           if not more then
