@@ -92,6 +92,71 @@ void conc_push_site(lua_State *L, int *line)
         lua_pushnil(L);
 }
 
+/* sysinfo(): pid, host name and the wall-clock time in seconds since the epoch (with
+ * microseconds), for the records of conc.errors. */
+static int l_sysinfo(lua_State *L)
+{
+    char host[256];
+    size_t len = sizeof host;
+    uv_timeval64_t tv;
+    conc_check_nargs(L, "sysinfo", 0, 0);
+    lua_pushinteger(L, (lua_Integer)uv_os_getpid());
+    if (uv_os_gethostname(host, &len) == 0)
+        lua_pushlstring(L, host, len);
+    else
+        lua_pushliteral(L, "unknown");
+    if (uv_gettimeofday(&tv) == 0)
+        lua_pushnumber(L, (lua_Number)tv.tv_sec + (lua_Number)tv.tv_usec / 1e6);
+    else
+        lua_pushnumber(L, 0);
+    return 3;
+}
+
+/* The closure of with_stack: calls its upvalue with the traceback of its caller first. */
+static int call_with_stack(lua_State *L)
+{
+    int n = lua_gettop(L);
+    lua_pushvalue(L, lua_upvalueindex(1));
+#if CONC_PUC51
+    /* no luaL_traceback: debug.traceback at level 2, past itself and this function */
+    lua_getglobal(L, "debug");
+    if (!lua_istable(L, -1)) {
+        lua_pop(L, 1);
+        lua_pushliteral(L, "");
+    } else {
+        lua_getfield(L, -1, "traceback");
+        lua_remove(L, -2);
+        lua_pushliteral(L, "");
+        lua_pushinteger(L, 2);
+        lua_call(L, 2, 1);
+    }
+#else
+    luaL_traceback(L, L, NULL, 1);
+#endif
+    lua_insert(L, 1);
+    lua_insert(L, 1);
+    lua_call(L, n + 1, LUA_MULTRET);
+    return lua_gettop(L);
+}
+
+/* with_stack(fn): a C function g such that g(...) returns fn(stack, ...), where stack is the
+ * traceback from g's caller up. It is C so that `return g(...)`, a tail call, still finds
+ * the caller on the stack: PUC Lua drops a tail-calling frame for a Lua callee, not for a C
+ * one (LuaJIT drops it for both). errors.new and errors.wrap are made this way. */
+static int l_with_stack(lua_State *L)
+{
+    conc_check_nargs(L, "with_stack", 1, 0);
+    luaL_checktype(L, 1, LUA_TFUNCTION);
+    lua_pushcclosure(L, call_with_stack, 1);
+    return 1;
+}
+
+static const luaL_Reg conc_os_funcs[] = {
+    {"sysinfo", l_sysinfo},
+    {"with_stack", l_with_stack},
+    {NULL, NULL}
+};
+
 static int sched_gc(lua_State *L)
 {
     conc_sched_close((conc_sched_t *)lua_touserdata(L, 1), L);
@@ -199,6 +264,7 @@ int luaopen_conc_core(lua_State *L)
     add_funcs(L, conc_timer_funcs);
     add_funcs(L, conc_ctx_funcs);
     add_funcs(L, conc_sync_funcs);
+    add_funcs(L, conc_os_funcs);
     add_funcs(L, conc_rate_funcs);
     lua_pushvalue(L, CONC_UP_DEFAULT);
     lua_setfield(L, -2, "default");

@@ -37,5 +37,7 @@ build = {
       ["conc.check"] = "lua/conc/check.lua",
       ["conc.sync"] = "lua/conc/sync.lua",
       ["conc.rate"] = "lua/conc/rate.lua",
+      ["conc.steward"] = "lua/conc/steward.lua",
+      ["conc.pipeline"] = "lua/conc/pipeline.lua",
    },
 }

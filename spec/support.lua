@@ -79,4 +79,27 @@ end
 M.interpreter = (jit and "LuaJIT") or _VERSION
 M.puc51 = _VERSION == "Lua 5.1" and not jit
 
+--- The command of the interpreter running the specs, and the repository (the parent of spec/).
+M.EXE = ({ ["Lua 5.4"] = "lua5.4", ["Lua 5.3"] = "lua5.3", ["Lua 5.1"] = "lua5.1", LuaJIT = "luajit" })[M.interpreter]
+M.ROOT = debug.getinfo(1, "S").source:sub(2):gsub("[^/]*$", "") .. ".."
+
+--- Runs `<this interpreter> <args>` in the repository, with conc from lua/ and
+-- build/<lua>/release; env is extra "NAME=value" text. Returns its stdout, its stderr and
+-- whether it exited with status 0.
+function M.run_lua(args, env)
+  local errfile = os.tmpname()
+  local cmd = ("cd '%s' && env -u LUA_PATH_5_4 -u LUA_CPATH_5_4 -u LUA_PATH_5_3 -u LUA_CPATH_5_3 "
+    .. "LUA_PATH='lua/?.lua;lua/?/init.lua' LUA_CPATH='build/%s/release/?.so' %s %s %s 2>'%s'; echo \"exit=$?\"")
+    :format(M.ROOT, M.EXE, env or "", M.EXE, args, errfile)
+  local p = assert(io.popen(cmd))
+  local out = p:read("*a")
+  p:close()
+  local f = assert(io.open(errfile))
+  local err = f:read("*a")
+  f:close()
+  os.remove(errfile)
+  local status = out:match("exit=(%d+)\n$")
+  return (out:gsub("exit=%d+\n$", "")), err, status == "0"
+end
+
 return M

@@ -21,6 +21,10 @@ end
 local sync = require "conc.sync"
 M.group, M.first, M.hedge = sync.group, sync.first, sync.hedge
 M.rate = require "conc.rate"
+local steward = require "conc.steward"
+M.heartbeat, M.steward = steward.heartbeat, steward.steward
+local pipeline = require "conc.pipeline"
+M.take, M.bridge = pipeline.take, pipeline.bridge
 
 --- conc.default: a select case that makes the select non-blocking.
 M.default = core.default

@@ -1,0 +1,199 @@
+--- conc.heartbeat and conc.steward: the book's healing of unhealthy tasks (Concurrency in Go,
+-- ch. 5), with the restart policy of an OTP supervisor.
+--
+-- A steward runs a ward as a task and watches two things: the ward's heartbeat (with
+-- opts.timeout, no pulse within that many seconds is a missed heartbeat) and its end
+-- (returned, or failed: raised, or returned nil plus an error). It restarts the ward per
+-- opts.restart (D7): `permanent` always, `transient` after a failure or a missed heartbeat,
+-- `temporary` never. Restarting cancels the old ward's ctx first, then starts a new one
+-- (W4); it does not wait for the old one. More than opts.intensity restarts within
+-- opts.period seconds (the window includes a restart exactly `period` ago, O7) makes it
+-- give up. A steward is itself a ward, `(ctx, pulse, ...)`, so stewards nest into trees.
+local core = require "conc.core"
+local errors = require "conc.errors"
+local check = require "conc.check"
+local attempt = require "conc.protect".attempt
+
+local M = {}
+
+local fail, typename = check.fail, check.typename
+local select_ = core.select
+local huge = math.huge
+
+--- conc.heartbeat(): beat_ch, pulse. pulse() never blocks: the channel holds one beat, and
+-- a beat nobody has taken yet makes the next one a no-op (W1).
+function M.heartbeat(...)
+  if select("#", ...) > 0 then fail("heartbeat: too many arguments (at most 0 expected, got %d)", select("#", ...)) end
+  local ch = core.chan(1)
+  return ch, function() ch:try_send(true) end
+end
+
+local RESTART = { permanent = true, transient = true, temporary = true }
+local OPTIONS = { ward = true, name = true, timeout = true, restart = true, intensity = true,
+  period = true, backoff = true, on_event = true }
+local BACKOFF = { initial = true, max = true, factor = true, jitter = true }
+
+local function shown(v)
+  if type(v) ~= "number" then return typename(v) end
+  if v ~= v then return "nan" end
+  return tostring(v)
+end
+
+local function check_seconds(what, v, positive)
+  if type(v) ~= "number" or v ~= v or v < 0 or (positive and v == 0) then
+    fail("steward: bad option %s (a number of seconds %s expected, got %s)", what, positive and "> 0" or ">= 0",
+      shown(v))
+  end
+end
+
+local function check_opts(opts)
+  check.options("steward", opts, 1, OPTIONS)
+  if type(opts.ward) ~= "function" then fail("steward: bad option ward (function expected, got %s)", typename(opts.ward)) end
+  if opts.name ~= nil and type(opts.name) ~= "string" then
+    fail("steward: bad option name (string expected, got %s)", typename(opts.name))
+  end
+  if opts.timeout ~= nil then check_seconds("timeout", opts.timeout, true) end
+  if opts.restart ~= nil and not RESTART[opts.restart] then
+    fail("steward: bad option restart ('permanent', 'transient' or 'temporary' expected, got %s)",
+      type(opts.restart) == "string" and ("'" .. opts.restart .. "'") or shown(opts.restart))
+  end
+  local n = opts.intensity
+  if n ~= nil and (type(n) ~= "number" or n ~= math.floor(n) or n < 0) then
+    fail("steward: bad option intensity (a whole number >= 0 expected, got %s)", shown(n))
+  end
+  if opts.period ~= nil then check_seconds("period", opts.period, true) end
+  if opts.on_event ~= nil and type(opts.on_event) ~= "function" then
+    fail("steward: bad option on_event (function expected, got %s)", typename(opts.on_event))
+  end
+  local b = opts.backoff
+  if b ~= nil then
+    if type(b) ~= "table" then fail("steward: bad option backoff (table expected, got %s)", typename(b)) end
+    for k in pairs(b) do
+      if not BACKOFF[k] then fail("steward: unknown backoff option '%s'", tostring(k)) end
+    end
+    check_seconds("backoff.initial", b.initial, true)
+    if b.max ~= nil then check_seconds("backoff.max", b.max) end
+    if b.factor ~= nil and (type(b.factor) ~= "number" or not (b.factor >= 1)) then
+      fail("steward: bad option backoff.factor (a number >= 1 expected, got %s)", shown(b.factor))
+    end
+    if b.jitter ~= nil and (type(b.jitter) ~= "number" or not (b.jitter >= 0)) then
+      fail("steward: bad option backoff.jitter (a number >= 0 expected, got %s)", shown(b.jitter))
+    end
+  end
+end
+
+-- The pause before the k-th restart (k >= 1): initial * factor^(k-1), at most max, then
+-- stretched by up to `jitter` of itself ([d, d * (1 + jitter)), as suture does).
+local function backoff_delay(b, k)
+  local d = b.initial * (b.factor or 2) ^ (k - 1)
+  if b.max ~= nil and d > b.max then d = b.max end
+  return d * (1 + (b.jitter or 0) * math.random())
+end
+
+-- Starts opts.ward(wctx, wpulse, ...) as a task; its outcome arrives on the returned
+-- channel as {ok, err}.
+local function start_ward(opts, name, wctx, wpulse, ...)
+  local exit = core.chan(1)
+  local task = core.go(function(...)
+    local ok, err = attempt(opts.ward, wctx, wpulse, ...)
+    exit:send({ ok = ok, err = not ok and err or nil })
+  end, ...)
+  task:name(name)
+  return exit
+end
+
+-- After the steward's ctx ended: gives the ward up to `grace` seconds to see its ctx end
+-- and return, so that a well-behaved tree leaves no task behind.
+local function await_exit(exit, grace)
+  local t = core.timer(grace)
+  select_(exit, t:chan())
+  t:stop()
+end
+
+--- conc.steward(opts): a ward `(ctx, pulse, ...)` that runs opts.ward under watch. It
+-- returns true once its ctx ends or its ward ends and is not to be restarted (nil, err if
+-- that ward failed); it raises a conc error naming the ward, with the ward's last error as
+-- cause, when it gives up. It pulses `pulse` at each healthy beat and each (re)start.
+-- opts: ward (required), name, timeout, restart ("permanent"), intensity (3), period (5),
+-- backoff {initial, max, factor = 2, jitter = 0}, on_event(ev) with ev = {type = "start",
+-- "restart", "returned", "missed", "failed" or "gave_up", ward = name, err =, n = restarts
+-- so far}. Without on_event, a ward's failure is written to errors.report, never dropped.
+function M.steward(opts)
+  check_opts(opts)
+  local name = opts.name or "ward"
+  local timeout, restart = opts.timeout, opts.restart or "permanent"
+  local intensity, period = opts.intensity or 3, opts.period or 5
+  local on_event = opts.on_event
+
+  local function emit(ev)
+    ev.ward = name
+    if on_event then
+      on_event(ev)
+    elseif ev.type == "failed" then
+      errors.report(ev.err)
+    end
+  end
+
+  return function(ctx, pulse, ...)
+    check.ctx("steward ward", ctx, 1)
+    if pulse ~= nil and type(pulse) ~= "function" then
+      fail("steward ward: bad argument #2 (function expected, got %s)", typename(pulse))
+    end
+    local restarts, n = {}, 0
+    while true do
+      if ctx:err() then return true end -- W6
+      local wctx, wcancel = core.with_cancel(ctx)
+      local beat, wpulse = M.heartbeat()
+      local exit = start_ward(opts, name, wctx, wpulse, ...)
+      emit { type = n == 0 and "start" or "restart", n = n }
+      if pulse then pulse() end
+      local timer = timeout and core.timer(timeout)
+      local outcome, err -- "stopped", "returned", "failed" or "missed"
+      repeat
+        local i, v = select_(ctx:done(), beat, exit, timer and timer:chan())
+        if i == 1 then
+          outcome = "stopped"
+        elseif i == 2 then -- healthy: a new window (W3), and our own beat (W5)
+          if timer then timer:reset(timeout) end
+          if pulse then pulse() end
+        elseif i == 3 then -- the ward ended: never taken for healthy (W7)
+          outcome, err = v.ok and "returned" or "failed", v.err
+        else
+          outcome = "missed"
+          err = errors.new(("steward: ward '%s' missed its heartbeat (no pulse in %g s)"):format(name, timeout),
+            { kind = "steward", transient = true })
+        end
+        if ctx:err() then outcome = "stopped" end -- U7: judged by our ctx, not the ward's error
+      until outcome
+      if timer then timer:stop() end
+      wcancel()
+      if outcome == "stopped" then
+        await_exit(exit, timeout or 5)
+        return true
+      end
+      emit { type = outcome, err = err, n = n }
+      if restart == "temporary" or (restart == "transient" and outcome == "returned") then
+        if outcome == "returned" then return true end
+        return nil, err
+      end
+      local now = core.now()
+      local kept = {}
+      for _, t in ipairs(restarts) do
+        if t >= now - period then kept[#kept + 1] = t end -- O7: inclusive
+      end
+      kept[#kept + 1] = now
+      restarts = kept
+      if #restarts > intensity then
+        local last = err or errors.new(("ward '%s' returned"):format(name), { kind = "steward" })
+        local gave_up = errors.wrap(last, ("steward: gave up on ward '%s' (%d restarts in %g s)"):format(
+          name, #restarts, period), { kind = "steward" })
+        emit { type = "gave_up", err = gave_up, n = n }
+        error(gave_up, 0)
+      end
+      n = n + 1
+      if opts.backoff and not core.sleep(backoff_delay(opts.backoff, n), ctx) then return true end
+    end
+  end
+end
+
+return M
