@@ -73,15 +73,16 @@ local function rate_error(msg, transient)
   return errors.new("rate: " .. msg, { kind = "rate", transient = transient })
 end
 
--- The (ctx, n) of a wait called as wait([ctx,] [n]).
-local function wait_args(fname, a, b, extra)
+-- The ctx and n of a wait called as wait([ctx,] [n]), and n's argument position; `first`
+-- is the position of the first of them (2 for k:wait, after the key).
+local function wait_args(fname, first, a, b, extra)
   if extra ~= nil then fail("%s: too many arguments", fname) end
   if type(a) == "number" then
-    if b ~= nil then fail("%s: bad argument #2 (nothing expected after n, got %s)", fname, typename(b)) end
-    return nil, a
+    if b ~= nil then fail("%s: bad argument #%d (nothing expected after n, got %s)", fname, first + 1, typename(b)) end
+    return nil, a, first
   end
-  check.ctx(fname, a, 1, true)
-  return a, b == nil and 1 or b
+  check.ctx(fname, a, first, true)
+  return a, b == nil and 1 or b, first + 1
 end
 
 local function check_n(fname, n, arg)
@@ -111,16 +112,20 @@ local limiter_methods = getmetatable(core.rate_limiter(0, 0)).__index
 --- lim:wait([ctx,] [n]): waits until n tokens (default 1) are there and takes them: true,
 -- or nil, err when ctx ends first (the tokens are given back), or at once when n exceeds
 -- the burst or the tokens would come after ctx's deadline (R26-R32).
-function limiter_methods.wait(lim, a, b, extra)
-  local ctx, n = wait_args("lim:wait", a, b, extra)
-  check_n("lim:wait", n, ctx and 2 or 1)
+local function limiter_wait(lim, fname, first, a, b, extra)
+  local ctx, n, narg = wait_args(fname, first, a, b, extra)
+  check_n(fname, n, narg)
   local r, delay = book(lim, n, ctx)
   if r == true then return true end
   if r == nil then
-    if type(delay) == "string" then return nil, refusal("lim:wait", delay, n, lim:burst()) end
+    if type(delay) == "string" then return nil, refusal(fname, delay, n, lim:burst()) end
     return nil, delay -- ctx:err() (D1)
   end
   return sleep_or_cancel(r, delay, ctx)
+end
+
+function limiter_methods.wait(lim, a, b, extra)
+  return limiter_wait(lim, "lim:wait", 1, a, b, extra)
 end
 
 ---------------------------------------------------------------------------- multi
@@ -166,11 +171,14 @@ function Multi:limit()
   return l
 end
 
---- m:burst(): the smallest burst.
+--- m:burst(): the smallest burst of the limiters with a finite limit (rate.inf ones
+-- allow any n); math.huge when there is none.
 function Multi:burst()
   check_multi(self, "m:burst")
   local b = huge
-  for _, lim in ipairs(self.lims) do b = math.min(b, lim:burst()) end
+  for _, lim in ipairs(self.lims) do
+    if lim:limit() ~= huge then b = math.min(b, lim:burst()) end
+  end
   return b
 end
 
@@ -221,8 +229,8 @@ end
 -- ends first.
 function Multi:wait(a, b, extra)
   check_multi(self, "m:wait")
-  local ctx, n = wait_args("m:wait", a, b, extra)
-  check_n("m:wait", n, ctx and 2 or 1)
+  local ctx, n, narg = wait_args("m:wait", 1, a, b, extra)
+  check_n("m:wait", n, narg)
   if ctx and ctx:err() then return nil, ctx:err() end
   if n == 0 then return true end
   local d = multi_wait_for(self, n)
@@ -301,19 +309,17 @@ local function sweep(self, t)
   self.next_sweep = t + self.every
 end
 
--- At max_keys with nothing droppable: drop the least recently used eighth.
+-- At max_keys with nothing droppable: drop the least recently used eighth (at least one
+-- key), ties broken arbitrarily.
 local function drop_oldest(self)
-  local used, rate_used = {}, core.rate_used
-  for _, lim in pairs(self.map) do used[#used + 1] = rate_used(lim) end
-  table.sort(used)
-  local cutoff, dropped = used[math.max(1, math.floor(#used / 8))], 0
+  local keys, used, rate_used = {}, {}, core.rate_used
   for key, lim in pairs(self.map) do
-    if rate_used(lim) <= cutoff then
-      self.map[key] = nil
-      dropped = dropped + 1
-    end
+    keys[#keys + 1] = key
+    used[key] = rate_used(lim)
   end
-  self.n = self.n - dropped
+  table.sort(keys, function(a, b) return used[a] < used[b] end)
+  for i = 1, math.max(1, math.floor(#keys / 8)) do self.map[keys[i]] = nil end
+  self.n = self.n - math.max(1, math.floor(#keys / 8))
 end
 
 -- The limiter of key, made when missing; sweeps when it is time.
@@ -342,19 +348,23 @@ end
 
 --- k:allow(key [, n]), k:reserve(key [, n]), k:wait(key [, ctx] [, n]): the calls of
 -- key's limiter.
-function Keyed:allow(key, n)
+function Keyed:allow(key, n, ...)
   check_keyed(self, "k:allow")
+  if select("#", ...) > 0 then fail("k:allow: too many arguments") end
+  if n ~= nil then check_n("k:allow", n, 2) end
   return limiter_of(self, key, "k:allow"):allow(n)
 end
 
-function Keyed:reserve(key, n)
+function Keyed:reserve(key, n, ...)
   check_keyed(self, "k:reserve")
+  if select("#", ...) > 0 then fail("k:reserve: too many arguments") end
+  if n ~= nil then check_n("k:reserve", n, 2) end
   return limiter_of(self, key, "k:reserve"):reserve(n)
 end
 
 function Keyed:wait(key, a, b, extra)
   check_keyed(self, "k:wait")
-  return limiter_of(self, key, "k:wait"):wait(a, b, extra)
+  return limiter_wait(limiter_of(self, key, "k:wait"), "k:wait", 2, a, b, extra)
 end
 
 --- k:len(): the number of keys that have a limiter now (after dropping what is due).
