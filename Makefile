@@ -31,7 +31,7 @@ help:
 	@echo "make deps   install the system packages (apt-get) that are missing"
 	@echo "make        build conc/core.so for every interpreter"
 	@echo "make test   every spec under $(LUAS), then under ASan+UBSan"
-	@echo "make demo   run examples/demo.lua, replicated.lua, timeout.lua and rate_limit.lua"
+	@echo "make demo   run every example (the timed ones at a tenth of their time scale)"
 	@echo "make bench  the benchmark table against the peers (bench/RESULTS.md)"
 	@echo "make soak   a minute of creating and dropping objects: memory must stay bounded"
 	@echo "make lint   check that Lua-agnostic C files do not include lua.h"
@@ -67,9 +67,11 @@ test: deps
 
 demo: deps
 	@$(MAKE) --no-print-directory build/lua5.4/release/conc/core.so
-	@for ex in demo replicated timeout rate_limit; do echo "== examples/$$ex.lua"; \
+	@printf '%s\n' demo replicated timeout rate_limit errors 'errors --bug' 'heartbeat --scale 0.1' \
+	  'steward --scale 0.1' 'steward_stream --scale 0.1' 'steward_tree --scale 0.1' | \
+	while read ex args; do echo "== examples/$$ex.lua $$args"; \
 	  LUA_PATH="lua/?.lua;lua/?/init.lua;;" LUA_CPATH="build/lua5.4/release/?.so;;" \
-	  lua5.4 examples/$$ex.lua || exit 1; done
+	  lua5.4 examples/$$ex.lua $$args || exit 1; done
 
 bench: deps
 	@$(MAKE) --no-print-directory build/lua5.4/release/conc/core.so build/luajit/release/conc/core.so
