@@ -341,7 +341,7 @@ end
 -- "The operation failed (log id X)." without one, and for a bug "An unexpected error
 -- occurred (log id X); please report it." (E19). A raw value is reported as a bug.
 function M.report(err)
-  if not is_error(err) then err = M.raised(err) end
+  if not is_error(err) then err = M.raised(err, nil, nil, debug.traceback("", 2)) end
   local id = err.id or new_id()
   sink(record(err, id, err.time or utc_now()))
   if err.bug then return ("An unexpected error occurred (log id %s); please report it."):format(id) end
