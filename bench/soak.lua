@@ -1,5 +1,5 @@
--- soak.lua: `make soak`. Creates and discards timers, tickers, contexts, channels and
--- tasks in a loop for SOAK_SECONDS (default 60) and checks that memory stays bounded
+-- soak.lua: `make soak`. Creates and discards timers, tickers, contexts, channels, tasks,
+-- rate limiters, errors and stewards in a loop for SOAK_SECONDS (default 60) and checks that memory stays bounded
 -- (DESIGN.md, reliability contract). Prints a sample every few seconds; exits non-zero
 -- when the Lua heap or the RSS at the end is more than 25% (and 4 MB) above the level
 -- reached after the first fifth of the run.
@@ -44,6 +44,24 @@ local function round(i)
       wg:done()
     end)
   end
+  local lim, keyed = conc.rate.limiter(1e4, 2), conc.rate.keyed(1e3, 1, { idle = 0.01, max_keys = 64 })
+  for k = 1, 10 do
+    lim:wait(parent)
+    lim:reserve(2):cancel()
+    keyed:allow(("client-%d-%d"):format(i, k))
+    conc.errors.wrap(conc.errors.new("soak", { kind = "soak" }), "round")
+  end
+  local runs = 0
+  local steward = conc.steward {
+    timeout = 0.001, intensity = 100, on_event = function() end,
+    ward = function(wctx, pulse)
+      runs = runs + 1
+      pulse()
+      if runs < 3 then error("ward fails") end
+      wctx:done():recv()
+    end,
+  }
+  local steward_task = conc.go(steward, parent)
   local g = conc.group(parent)
   g:set_limit(4)
   for _ = 1, 8 do g:go(function() return conc.sleep(0.0003) end) end
@@ -53,6 +71,7 @@ local function round(i)
   conc.sleep(0.002)
   cancel_parent()
   for _, t in ipairs(tasks) do t:wait() end
+  steward_task:wait()
   wg:wait()
   g:wait()
 end
