@@ -24,7 +24,9 @@ M.rate = require "conc.rate"
 local steward = require "conc.steward"
 M.heartbeat, M.steward = steward.heartbeat, steward.steward
 local pipeline = require "conc.pipeline"
-M.take, M.bridge = pipeline.take, pipeline.bridge
+for _, name in ipairs { "any", "or_done", "take", "bridge", "tee", "merge", "generate", "repeat_fn", "map" } do
+  M[name] = pipeline[name]
+end
 
 --- conc.default: a select case that makes the select non-blocking.
 M.default = core.default
