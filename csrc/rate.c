@@ -40,8 +40,8 @@ static conc_rsv_t *checkrsv(lua_State *L, const char *fname)
     return rv;
 }
 
-/* The limiter's time now (the limiter is at idx). */
-static double now_of(lua_State *L, conc_limiter_t *lim, int idx)
+/* The limiter's time now (the limiter is at idx); fname names the call in errors. */
+static double now_of(lua_State *L, conc_limiter_t *lim, int idx, const char *fname)
 {
     double now;
     if (!lim->has_clock) {
@@ -50,7 +50,7 @@ static double now_of(lua_State *L, conc_limiter_t *lim, int idx)
         conc_compat_getuv(L, idx, 1);
         lua_call(L, 0, 1);
         if (lua_type(L, -1) != LUA_TNUMBER || lua_tonumber(L, -1) != lua_tonumber(L, -1))
-            conc_error(L, "rate: the limiter's clock returned %s (a number of seconds expected)",
+            conc_error(L, "%s: the limiter's clock returned %s (a number of seconds expected)", fname,
                        conc_typename(L, -1));
         now = (double)lua_tonumber(L, -1);
         lua_pop(L, 1);
@@ -109,7 +109,7 @@ static int l_rate_limiter(lua_State *L)
         lua_pushvalue(L, 3);
         conc_compat_setuv(L, -2, 1);
     }
-    conc_bucket_init(&lim->b, limit, burst, now_of(L, lim, lua_gettop(L)));
+    conc_bucket_init(&lim->b, limit, burst, now_of(L, lim, lua_gettop(L), "rate.limiter"));
     return 1;
 }
 
@@ -120,7 +120,7 @@ static int lim_allow(lua_State *L)
     double n;
     conc_check_nargs(L, "lim:allow", 1, 1);
     n = check_whole(L, 2, "lim:allow", 1, "n", 1);
-    lua_pushboolean(L, conc_bucket_reserve(&lim->b, now_of(L, lim, 1), n, 0, 0, &r));
+    lua_pushboolean(L, conc_bucket_reserve(&lim->b, now_of(L, lim, 1, "lim:allow"), n, 0, 0, &r));
     return 1;
 }
 
@@ -142,15 +142,16 @@ static int lim_reserve(lua_State *L)
     double n;
     conc_check_nargs(L, "lim:reserve", 1, 1);
     n = check_whole(L, 2, "lim:reserve", 1, "n", 1);
-    conc_bucket_reserve(&lim->b, now_of(L, lim, 1), n, HUGE_VAL, 0, &r);
+    conc_bucket_reserve(&lim->b, now_of(L, lim, 1, "lim:reserve"), n, HUGE_VAL, 0, &r);
     push_reservation(L, 1, &r);
     return 1;
 }
 
 /* rate_book(lim, n, ctx): the start of lim:wait once its arguments are checked. Returns
  * true when the tokens are there now; the reservation and its delay when the caller must
- * sleep; nil and ctx:err() when ctx is done (D1, before anything else); nil and "burst" or
- * "deadline" when the wait is refused at once (R26, R28, R32), taking nothing. */
+ * sleep; nil and ctx:err() when ctx is done (D1, before anything else); nil and "burst",
+ * "deadline" or "never" when the wait is refused at once (R26, R28, R32, R13), taking
+ * nothing. */
 static int l_rate_book(lua_State *L)
 {
     conc_limiter_t *lim = checklim(L, 1, "rate_book");
@@ -171,10 +172,13 @@ static int l_rate_book(lua_State *L)
     }
     if (x != NULL && x->deadline != HUGE_VAL)
         max_wait = x->deadline - conc_sched_now(conc_sched_get(L));
-    now = now_of(L, lim, 1);
+    now = now_of(L, lim, 1, "lim:wait");
     if (!conc_bucket_reserve(&lim->b, now, n, max_wait, 0, &r)) {
         lua_pushnil(L);
-        lua_pushliteral(L, "deadline");
+        if (max_wait == HUGE_VAL)
+            lua_pushliteral(L, "never"); /* a limit of 0 with the bucket empty */
+        else
+            lua_pushliteral(L, "deadline");
         return 2;
     }
     if (r.act <= now) {
@@ -191,7 +195,7 @@ static int l_rate_wait_for(lua_State *L)
 {
     conc_limiter_t *lim = checklim(L, 1, "rate_wait_for");
     double n = check_whole(L, 2, "rate_wait_for", 2, "n", 1);
-    lua_pushnumber(L, conc_bucket_wait_for(&lim->b, now_of(L, lim, 1), n));
+    lua_pushnumber(L, conc_bucket_wait_for(&lim->b, now_of(L, lim, 1, "rate.multi"), n));
     return 1;
 }
 
@@ -203,7 +207,7 @@ static int l_rate_reserve_at(lua_State *L)
     double n = check_whole(L, 2, "rate_reserve_at", 2, "n", 1);
     double delay = conc_checkduration(L, 3, "rate_reserve_at", 3);
     conc_reservation_t r;
-    conc_bucket_reserve(&lim->b, now_of(L, lim, 1), n, delay, delay, &r);
+    conc_bucket_reserve(&lim->b, now_of(L, lim, 1, "rate.multi"), n, delay, delay, &r);
     push_reservation(L, 1, &r);
     return 1;
 }
@@ -247,7 +251,7 @@ static int lim_tokens(lua_State *L)
 {
     conc_limiter_t *lim = checklim(L, 1, "lim:tokens");
     conc_check_nargs(L, "lim:tokens", 0, 1);
-    lua_pushnumber(L, conc_bucket_tokens_at(&lim->b, now_of(L, lim, 1)));
+    lua_pushnumber(L, conc_bucket_tokens_at(&lim->b, now_of(L, lim, 1, "lim:tokens")));
     return 1;
 }
 
@@ -257,7 +261,7 @@ static int lim_set_limit(lua_State *L)
     double limit;
     conc_check_nargs(L, "lim:set_limit", 1, 1);
     limit = check_limit(L, 2, "lim:set_limit", 1);
-    conc_bucket_set_limit(&lim->b, now_of(L, lim, 1), limit);
+    conc_bucket_set_limit(&lim->b, now_of(L, lim, 1, "lim:set_limit"), limit);
     return 0;
 }
 
@@ -267,7 +271,7 @@ static int lim_set_burst(lua_State *L)
     double burst;
     conc_check_nargs(L, "lim:set_burst", 1, 1);
     burst = check_whole(L, 2, "lim:set_burst", 1, "burst", -1);
-    conc_bucket_set_burst(&lim->b, now_of(L, lim, 1), burst);
+    conc_bucket_set_burst(&lim->b, now_of(L, lim, 1, "lim:set_burst"), burst);
     return 0;
 }
 
@@ -300,7 +304,7 @@ static int rsv_delay(lua_State *L)
         return 1;
     }
     conc_compat_getuv(L, 1, 1);
-    d = rv->r.act - now_of(L, (conc_limiter_t *)lua_touserdata(L, -1), lua_gettop(L));
+    d = rv->r.act - now_of(L, (conc_limiter_t *)lua_touserdata(L, -1), lua_gettop(L), "r:delay");
     lua_pushnumber(L, d > 0 ? d : 0);
     return 1;
 }
@@ -312,7 +316,7 @@ static int rsv_cancel(lua_State *L)
     conc_check_nargs(L, "r:cancel", 0, 1);
     conc_compat_getuv(L, 1, 1);
     lim = (conc_limiter_t *)lua_touserdata(L, -1);
-    conc_bucket_cancel(&lim->b, now_of(L, lim, lua_gettop(L)), &rv->r);
+    conc_bucket_cancel(&lim->b, now_of(L, lim, lua_gettop(L), "r:cancel"), &rv->r);
     return 0;
 }
 

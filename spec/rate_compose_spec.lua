@@ -629,7 +629,7 @@ describe("rate composition", function()
       for _, case in ipairs {
         { function() k:allow("a", -1) end, "conc: k:allow: bad argument #2 (n must be a whole number >= 0, got -1)" },
         { function() k:allow("a", 1.5) end, "conc: k:allow: bad argument #2 (n must be a whole number >= 0, got 1.5)" },
-        { function() k:allow("a", 1, 2) end, "conc: k:allow: too many arguments" },
+        { function() k:allow("a", 1, 2) end, "conc: k:allow: too many arguments (at most 2 expected, got 3)" },
         { function() k:reserve("a", -1) end, "conc: k:reserve: bad argument #2 (n must be a whole number >= 0, got -1)" },
         { function() k:wait("a", "x") end, "conc: k:wait: bad argument #2 (ctx expected, got string)" },
         { function() k:wait("a", bg, -1) end, "conc: k:wait: bad argument #3 (n must be a whole number >= 0, got -1)" },
@@ -694,7 +694,7 @@ describe("rate composition", function()
       { "m:wait(1, 2)", function() m:wait(1, 2) end,
         "conc: m:wait: bad argument #2 (nothing expected after n, got number)" },
       { "m:wait(bg, 1, 2)", function() m:wait(bg, 1, 2) end,
-        "conc: m:wait: too many arguments" },
+        "conc: m:wait: too many arguments (at most 2 expected, got 3)" },
       { "R8: m:wait(bg, -1)", function() m:wait(bg, -1) end,
         "conc: m:wait: bad argument #2 (n must be a whole number >= 0, got -1)" },
       { "rate.keyed(-1, 1)", function() rate.keyed(-1, 1) end,

@@ -21,6 +21,20 @@ function M.typename(v)
 end
 local typename = M.typename
 
+--- A value as a message shows it: a number as written (NaN as "nan", whatever the
+-- platform prints), anything else by its type name.
+function M.show(v)
+  if type(v) ~= "number" then return typename(v) end
+  if v ~= v then return "nan" end
+  return tostring(v)
+end
+local show = M.show
+
+--- Raises when more than max arguments were given (n: how many were).
+function M.nargs(fname, n, max)
+  if n > max then fail("%s: too many arguments (at most %d expected, got %d)", fname, max, n) end
+end
+
 function M.is_ctx(v)
   return getmetatable(v) == CTX_MT
 end
@@ -41,7 +55,7 @@ function M.whole(fname, n, arg, min, what)
   if type(n) ~= "number" then
     fail("%s: bad argument #%d (%s must be a number, got %s)", fname, arg, what, typename(n))
   elseif n ~= math.floor(n) or n < min then
-    fail("%s: bad argument #%d (%s must be a whole number >= %d, got %s)", fname, arg, what, min, tostring(n))
+    fail("%s: bad argument #%d (%s must be a whole number >= %d, got %s)", fname, arg, what, min, show(n))
   end
 end
 

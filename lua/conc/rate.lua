@@ -27,19 +27,21 @@ M.inf = huge
 
 local function check_number(fname, v, arg, what)
   if type(v) ~= "number" or v ~= v then
-    fail("%s: bad argument #%d (%s must be a number, got %s)", fname, arg, what, typename(v))
+    fail("%s: bad argument #%d (%s must be a number, got %s)", fname, arg, what, check.show(v))
   end
 end
 
 --- rate.every(d): one event every d seconds, as a limit; d <= 0 gives rate.inf (R2).
-function M.every(d)
+function M.every(d, ...)
+  check.nargs("rate.every", select("#", ...) + 1, 1)
   check_number("rate.every", d, 1, "interval")
   if d <= 0 then return huge end
   return 1 / d
 end
 
 --- rate.per(n, d): n events every d seconds, as a limit (rate.per(10, 60): 10 a minute).
-function M.per(n, d)
+function M.per(n, d, ...)
+  check.nargs("rate.per", select("#", ...) + 2, 2)
   check_number("rate.per", n, 1, "events")
   check_number("rate.per", d, 2, "period")
   if n < 0 then fail("rate.per: bad argument #1 (events must be >= 0, got %s)", tostring(n)) end
@@ -49,7 +51,7 @@ end
 
 local function check_limit_burst(fname, limit, burst)
   check_number(fname, limit, 1, "limit")
-  if limit < 0 then fail("%s: bad argument #1 (limit must be a number >= 0, got %s)", fname, tostring(limit)) end
+  if limit < 0 then fail("%s: bad argument #1 (limit must be a number >= 0, got %s)", fname, check.show(limit)) end
   check.whole(fname, burst, 2, 0, "burst")
 end
 
@@ -61,7 +63,8 @@ end
 
 --- rate.limiter(limit, burst [, {clock = fn}]): a token bucket that starts full (R3).
 -- clock() returns the time in seconds (default: conc.now()).
-function M.limiter(limit, burst, opts)
+function M.limiter(limit, burst, opts, ...)
+  check.nargs("rate.limiter", select("#", ...) + 3, 3)
   check_limit_burst("rate.limiter", limit, burst)
   check.options("rate.limiter", opts, 3, { clock = true }, true)
   local clock = opts and opts.clock
@@ -75,8 +78,9 @@ end
 
 -- The ctx and n of a wait called as wait([ctx,] [n]), and n's argument position; `first`
 -- is the position of the first of them (2 for k:wait, after the key).
-local function wait_args(fname, first, a, b, extra)
-  if extra ~= nil then fail("%s: too many arguments", fname) end
+local function wait_args(fname, first, ...)
+  check.nargs(fname, select("#", ...) + first - 1, first + 1)
+  local a, b = ...
   if type(a) == "number" then
     if b ~= nil then fail("%s: bad argument #%d (nothing expected after n, got %s)", fname, first + 1, typename(b)) end
     return nil, a, first
@@ -100,20 +104,23 @@ local function refusal(fname, why, n, burst)
 end
 
 -- Sleeps until reservation r may act; if ctx ends first, gives its tokens back (R30).
+-- Tokens due at the very moment ctx ends (a deadline the wait was accepted for, R31) are
+-- the waiter's: its ctx's timer merely fired first.
 local function sleep_or_cancel(r, delay, ctx)
   local ok, err = sleep(delay, ctx)
-  if ok then return true end
+  if ok or r:delay() == 0 then return true end
   r:cancel()
   return nil, err
 end
 
-local limiter_methods = getmetatable(core.rate_limiter(0, 0)).__index
+local LIMITER_MT = getmetatable(core.rate_limiter(0, 0))
+local limiter_methods = LIMITER_MT.__index
 
 --- lim:wait([ctx,] [n]): waits until n tokens (default 1) are there and takes them: true,
 -- or nil, err when ctx ends first (the tokens are given back), or at once when n exceeds
 -- the burst or the tokens would come after ctx's deadline (R26-R32).
-local function limiter_wait(lim, fname, first, a, b, extra)
-  local ctx, n, narg = wait_args(fname, first, a, b, extra)
+local function limiter_wait(lim, fname, first, ...)
+  local ctx, n, narg = wait_args(fname, first, ...)
   check_n(fname, n, narg)
   local r, delay = book(lim, n, ctx)
   if r == true then return true end
@@ -124,8 +131,9 @@ local function limiter_wait(lim, fname, first, a, b, extra)
   return sleep_or_cancel(r, delay, ctx)
 end
 
-function limiter_methods.wait(lim, a, b, extra)
-  return limiter_wait(lim, "lim:wait", 1, a, b, extra)
+function limiter_methods.wait(lim, ...)
+  if getmetatable(lim) ~= LIMITER_MT then fail("lim:wait: bad self (rate limiter expected, got %s)", typename(lim)) end
+  return limiter_wait(lim, "lim:wait", 1, ...)
 end
 
 ---------------------------------------------------------------------------- multi
@@ -135,8 +143,6 @@ Multi.__index = Multi
 
 local MultiReservation = { __name = "conc.rate.multi_reservation" }
 MultiReservation.__index = MultiReservation
-
-local LIMITER_MT = getmetatable(core.rate_limiter(0, 0))
 
 --- rate.multi(lim, ...): one limiter over several (the book's MultiLimiter). An event
 -- needs a token from each; they are booked on all at once, for the time the slowest can
@@ -227,9 +233,9 @@ end
 
 --- m:wait([ctx,] [n]): lim:wait over all the limiters, giving every token back when ctx
 -- ends first.
-function Multi:wait(a, b, extra)
+function Multi:wait(...)
   check_multi(self, "m:wait")
-  local ctx, n, narg = wait_args("m:wait", 1, a, b, extra)
+  local ctx, n, narg = wait_args("m:wait", 1, ...)
   check_n("m:wait", n, narg)
   if ctx and ctx:err() then return nil, ctx:err() end
   if n == 0 then return true end
@@ -350,21 +356,21 @@ end
 -- key's limiter.
 function Keyed:allow(key, n, ...)
   check_keyed(self, "k:allow")
-  if select("#", ...) > 0 then fail("k:allow: too many arguments") end
+  check.nargs("k:allow", select("#", ...) + 2, 2)
   if n ~= nil then check_n("k:allow", n, 2) end
   return limiter_of(self, key, "k:allow"):allow(n)
 end
 
 function Keyed:reserve(key, n, ...)
   check_keyed(self, "k:reserve")
-  if select("#", ...) > 0 then fail("k:reserve: too many arguments") end
+  check.nargs("k:reserve", select("#", ...) + 2, 2)
   if n ~= nil then check_n("k:reserve", n, 2) end
   return limiter_of(self, key, "k:reserve"):reserve(n)
 end
 
-function Keyed:wait(key, a, b, extra)
+function Keyed:wait(key, ...)
   check_keyed(self, "k:wait")
-  return limiter_wait(limiter_of(self, key, "k:wait"), "k:wait", 2, a, b, extra)
+  return limiter_wait(limiter_of(self, key, "k:wait"), "k:wait", 2, ...)
 end
 
 --- k:len(): the number of keys that have a limiter now (after dropping what is due).

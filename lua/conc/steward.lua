@@ -23,7 +23,7 @@ local huge = math.huge
 --- conc.heartbeat(): beat_ch, pulse. pulse() never blocks: the channel holds one beat, and
 -- a beat nobody has taken yet makes the next one a no-op (W1).
 function M.heartbeat(...)
-  if select("#", ...) > 0 then fail("heartbeat: too many arguments (at most 0 expected, got %d)", select("#", ...)) end
+  check.nargs("heartbeat", select("#", ...), 0)
   local ch = core.chan(1)
   return ch, function() ch:try_send(true) end
 end
@@ -33,16 +33,10 @@ local OPTIONS = { ward = true, name = true, timeout = true, restart = true, inte
   period = true, backoff = true, on_event = true }
 local BACKOFF = { initial = true, max = true, factor = true, jitter = true }
 
-local function shown(v)
-  if type(v) ~= "number" then return typename(v) end
-  if v ~= v then return "nan" end
-  return tostring(v)
-end
-
 local function check_seconds(what, v, positive)
   if type(v) ~= "number" or v ~= v or v < 0 or (positive and v == 0) then
     fail("steward: bad option %s (a number of seconds %s expected, got %s)", what, positive and "> 0" or ">= 0",
-      shown(v))
+      check.show(v))
   end
 end
 
@@ -55,11 +49,11 @@ local function check_opts(opts)
   if opts.timeout ~= nil then check_seconds("timeout", opts.timeout, true) end
   if opts.restart ~= nil and not RESTART[opts.restart] then
     fail("steward: bad option restart ('permanent', 'transient' or 'temporary' expected, got %s)",
-      type(opts.restart) == "string" and ("'" .. opts.restart .. "'") or shown(opts.restart))
+      type(opts.restart) == "string" and ("'" .. opts.restart .. "'") or check.show(opts.restart))
   end
   local n = opts.intensity
   if n ~= nil and (type(n) ~= "number" or n ~= math.floor(n) or n < 0) then
-    fail("steward: bad option intensity (a whole number >= 0 expected, got %s)", shown(n))
+    fail("steward: bad option intensity (a whole number >= 0 expected, got %s)", check.show(n))
   end
   if opts.period ~= nil then check_seconds("period", opts.period, true) end
   if opts.on_event ~= nil and type(opts.on_event) ~= "function" then
@@ -74,10 +68,10 @@ local function check_opts(opts)
     check_seconds("backoff.initial", b.initial, true)
     if b.max ~= nil then check_seconds("backoff.max", b.max) end
     if b.factor ~= nil and (type(b.factor) ~= "number" or not (b.factor >= 1)) then
-      fail("steward: bad option backoff.factor (a number >= 1 expected, got %s)", shown(b.factor))
+      fail("steward: bad option backoff.factor (a number >= 1 expected, got %s)", check.show(b.factor))
     end
     if b.jitter ~= nil and (type(b.jitter) ~= "number" or not (b.jitter >= 0)) then
-      fail("steward: bad option backoff.jitter (a number >= 0 expected, got %s)", shown(b.jitter))
+      fail("steward: bad option backoff.jitter (a number >= 0 expected, got %s)", check.show(b.jitter))
     end
   end
 end
