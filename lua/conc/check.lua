@@ -59,12 +59,6 @@ function M.whole(fname, n, arg, min, what)
   end
 end
 
---- Raises when more than `max` arguments were given (n of them), so that none is silently
--- ignored.
-function M.arity(fname, max, n)
-  if n > max then fail("%s: too many arguments (at most %d expected, got %d)", fname, max, n) end
-end
-
 --- An options table (nil allowed when optional) whose keys are all in `known` (a set).
 function M.options(fname, opts, arg, known, optional)
   if opts == nil and optional then return end

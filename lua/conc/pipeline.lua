@@ -69,7 +69,7 @@ end
 --- conc.take(ctx, ch, n): a channel of the first n values received from ch; it closes
 -- after them, when ch closes, or when ctx ends.
 function M.take(ctx, ch, n, ...)
-  check.arity("take", 3, 3 + select("#", ...))
+  check.nargs("take", 3 + select("#", ...), 3)
   check.ctx("take", ctx, 1)
   check_chan("take", ch, 2)
   check.whole("take", n, 3, 0, "n")
@@ -90,7 +90,7 @@ end
 -- a stream of streams, read in turn until each closes; it closes when chch closes or ctx
 -- ends.
 function M.bridge(ctx, chch, ...)
-  check.arity("bridge", 2, 2 + select("#", ...))
+  check.nargs("bridge", 2 + select("#", ...), 2)
   check.ctx("bridge", ctx, 1)
   check_chan("bridge", chch, 2)
   local out, live = output(ctx)
@@ -144,7 +144,7 @@ end
 -- way the output closes. Lets a reader range over a channel it does not control and still
 -- stop with its ctx.
 function M.or_done(ctx, ch, ...)
-  check.arity("or_done", 2, 2 + select("#", ...))
+  check.nargs("or_done", 2 + select("#", ...), 2)
   check.ctx("or_done", ctx, 1)
   check_chan("or_done", ch, 2)
   local out, live = output(ctx)
@@ -165,7 +165,7 @@ end
 -- a slow reader holds the other back, as in the book. Both close when ch closes or ctx
 -- ends.
 function M.tee(ctx, ch, ...)
-  check.arity("tee", 2, 2 + select("#", ...))
+  check.nargs("tee", 2 + select("#", ...), 2)
   check.ctx("tee", ctx, 1)
   check_chan("tee", ch, 2)
   local out1, live = output(ctx)
@@ -250,7 +250,7 @@ end
 -- (raises, or returns nil plus an error), the output closes and the stage's task fails
 -- with that error (reported through conc.errors.report).
 function M.repeat_fn(ctx, fn, ...)
-  check.arity("repeat_fn", 2, 2 + select("#", ...))
+  check.nargs("repeat_fn", 2 + select("#", ...), 2)
   check.ctx("repeat_fn", ctx, 1)
   check.fn("repeat_fn", fn, 2)
   local out, live = output(ctx)
@@ -393,7 +393,7 @@ end
 -- (raises, or returns nil plus an error), the stage stops at once: the output closes and
 -- the worker's task fails with that error (reported through conc.errors.report).
 function M.map(ctx, ch, fn, opts, ...)
-  check.arity("map", 4, 4 + select("#", ...))
+  check.nargs("map", 4 + select("#", ...), 4)
   check.ctx("map", ctx, 1)
   check_chan("map", ch, 2)
   check.fn("map", fn, 3)
