@@ -15,6 +15,20 @@
 -- that error, which conc reports through conc.errors.report since nobody waits on a
 -- stage's tasks. A failure that is just the stage's own ctx ending (the function returned
 -- or raised ctx:err() after the ctx ended) is a normal stop, and is not reported.
+-- @module conc
+
+--- Pipeline stages.
+-- The composable stages of *Concurrency in Go*. Each takes a ctx (all but `conc.any`) and
+-- returns a new channel that a task of its own feeds; when the ctx ends, the stage stops,
+-- closes its outputs and leaves no task behind. A stage made with a ctx that is already
+-- done returns a closed channel and starts nothing. A value a stage has read but not yet
+-- sent on when its ctx ends is dropped. A user function (`repeat_fn`'s, `map`'s) fails
+-- when it raises or returns nil plus an error: its stage then stops at once, closing its
+-- output, and the task that ran it fails with that error, which `conc.errors.report`
+-- writes (nobody waits on a stage's tasks); failing with the stage's own `ctx:err()` is a
+-- normal stop.
+-- @section pipelines
+
 local core = require "conc.core"
 local check = require "conc.check"
 local errors = require "conc.errors"
@@ -66,8 +80,12 @@ local function is_stop(ctx, err)
   return why ~= nil and errors.is(err, why)
 end
 
---- conc.take(ctx, ch, n): a channel of the first n values received from ch; it closes
--- after them, when ch closes, or when ctx ends.
+--- The first `n` values received from `ch`; reads no more than that.
+-- @tparam Context ctx the stage's ctx (required)
+-- @tparam Channel ch the input
+-- @int n how many values, >= 0
+-- @treturn Channel a channel that closes after them, when `ch` closes, or when ctx ends
+-- @function take
 function M.take(ctx, ch, n, ...)
   check.nargs("take", 3 + select("#", ...), 3)
   check.ctx("take", ctx, 1)
@@ -86,9 +104,13 @@ function M.take(ctx, ch, n, ...)
   return out
 end
 
---- conc.bridge(ctx, chch): one channel of the values of every channel received from chch,
--- a stream of streams, read in turn until each closes; it closes when chch closes or ctx
--- ends.
+--- Flattens a stream of streams: the values of every channel received from `chch`, each
+-- read until it closes, one after the other.
+-- @tparam Context ctx the stage's ctx (required)
+-- @tparam Channel chch a channel of channels
+-- @treturn Channel a channel that closes when `chch` closes or ctx ends
+-- @raise (in the stage's task) when `chch` carries something else than a channel
+-- @function bridge
 function M.bridge(ctx, chch, ...)
   check.nargs("bridge", 2 + select("#", ...), 2)
   check.ctx("bridge", ctx, 1)
@@ -122,12 +144,15 @@ function M.bridge(ctx, chch, ...)
   return out
 end
 
---- conc.any(ch, ...): the or-channel. A channel that closes as soon as any of the inputs
--- gives a value or closes (the value that fires it is consumed, as in the book). It sends
--- nothing. One task waits on all the inputs in one select, however many there are (the
--- book recurses, one goroutine per two inputs), and ends when it fires; with no inputs
--- the channel never closes and no task starts (the book's nil channel). There is no ctx:
--- pass a ctx's done channel as one of the inputs to make the ctx end it too.
+--- The or-channel: a channel that closes as soon as any of the inputs gives a value or
+-- closes (the value that fires it is consumed, as in the book). It sends nothing. One
+-- task waits on all the inputs in one select, however many there are (the book recurses,
+-- one goroutine per two inputs), and ends when it fires; with no inputs the channel never
+-- closes and no task starts (the book's nil channel). There is no ctx: pass `ctx:done()`
+-- as one of the inputs to make the ctx end it too.
+-- @tparam Channel ... the inputs
+-- @treturn Channel the or-channel
+-- @function any
 function M.any(...)
   local inputs = check_chans("any", 1, ...)
   local out = new_chan()
@@ -140,9 +165,13 @@ function M.any(...)
   return out
 end
 
---- conc.or_done(ctx, ch): the values received from ch, until ch closes or ctx ends; either
--- way the output closes. Lets a reader range over a channel it does not control and still
--- stop with its ctx.
+--- The values received from `ch`, until `ch` closes or ctx ends; either way the output
+-- closes. Lets a reader loop over a channel it does not control and still stop with its
+-- ctx.
+-- @tparam Context ctx the stage's ctx (required)
+-- @tparam Channel ch the input
+-- @treturn Channel the output
+-- @function or_done
 function M.or_done(ctx, ch, ...)
   check.nargs("or_done", 2 + select("#", ...), 2)
   check.ctx("or_done", ctx, 1)
@@ -160,10 +189,14 @@ function M.or_done(ctx, ch, ...)
   return out
 end
 
---- conc.tee(ctx, ch) -> out1, out2: every value received from ch goes to both outputs,
--- to whichever reader is ready first, and the next value is read only once both have it:
--- a slow reader holds the other back, as in the book. Both close when ch closes or ctx
--- ends.
+--- Every value received from `ch` goes to both outputs, to whichever reader is ready
+-- first, and the next value is read only once both have it: a slow reader holds the
+-- other back, as in the book.
+-- @tparam Context ctx the stage's ctx (required)
+-- @tparam Channel ch the input
+-- @treturn Channel out1, which closes when `ch` closes or ctx ends
+-- @treturn Channel out2, likewise
+-- @function tee
 function M.tee(ctx, ch, ...)
   check.nargs("tee", 2 + select("#", ...), 2)
   check.ctx("tee", ctx, 1)
@@ -197,9 +230,13 @@ function M.tee(ctx, ch, ...)
   return out1, out2
 end
 
---- conc.merge(ctx, ch, ...): fan-in. One channel of the values of every input, each
--- input's in its order, interleaved as they come. It closes once every input has closed
--- (at once with no input), or when ctx ends. One task per input, as in the book.
+--- Fan-in: one channel of the values of every input, each input's in its order,
+-- interleaved as they come. One task per input, as in the book.
+-- @tparam Context ctx the stage's ctx (required)
+-- @tparam Channel ... the inputs
+-- @treturn Channel a channel that closes once every input has closed (at once with no
+-- input), or when ctx ends
+-- @function merge
 function M.merge(ctx, ...)
   check.ctx("merge", ctx, 1)
   local inputs = check_chans("merge", 2, ...)
@@ -227,8 +264,12 @@ function M.merge(ctx, ...)
   return out
 end
 
---- conc.generate(ctx, ...): a channel that receives each argument once, in order (nil
--- included), then closes; it closes early when ctx ends.
+--- A channel that receives each argument once, in order (nil included), then closes; it
+-- closes early when ctx ends.
+-- @tparam Context ctx the stage's ctx (required)
+-- @param ... the values
+-- @treturn Channel the channel
+-- @function generate
 function M.generate(ctx, ...)
   check.ctx("generate", ctx, 1)
   local values = { n = select("#", ...), ... }
@@ -244,11 +285,15 @@ function M.generate(ctx, ...)
   return out
 end
 
---- conc.repeat_fn(ctx, fn): a channel that receives fn(), fn(), ... (the first result of
--- each call; fn gets no arguments) until ctx ends, then closes. fn is called before a
--- reader is there, as in the book, so one call more than was read is made. If fn fails
--- (raises, or returns nil plus an error), the output closes and the stage's task fails
--- with that error (reported through conc.errors.report).
+--- A channel of the results of calling `fn` again and again, until ctx ends; then it
+-- closes. Each call gets no arguments, and its first result is sent. `fn` is called
+-- before a reader is there, as in the book, so one call more than was read is made. If
+-- `fn` fails (raises, or returns nil plus an error), the output closes and the stage's
+-- task fails with that error (reported through `conc.errors.report`).
+-- @tparam Context ctx the stage's ctx (required)
+-- @tparam function fn the function
+-- @treturn Channel the channel
+-- @function repeat_fn
 function M.repeat_fn(ctx, fn, ...)
   check.nargs("repeat_fn", 2 + select("#", ...), 2)
   check.ctx("repeat_fn", ctx, 1)
@@ -271,7 +316,7 @@ function M.repeat_fn(ctx, fn, ...)
   return out
 end
 
--------------------------------------------------------------------------------- map
+-- map -----------------------------------------------------------------------------
 
 local MAP_OPTIONS = { workers = true, unordered = true }
 
@@ -384,14 +429,19 @@ local function coordinator(sctx, stop, ch, out, workers, jobs, finished, st)
   stop() -- ends the workers, and releases sctx from ctx
 end
 
---- conc.map(ctx, ch, fn [, opts]): fan-out/fan-in. A channel of fn(v) (its first result)
--- for every v received from ch, computed by `workers` tasks at once. opts is a number of
--- workers (default 1) or a table {workers = n, unordered = true}. The results come in the
--- order of the inputs unless `unordered` (then as they are ready); to keep the order, at
--- most `workers` values are in hand at once, so a slow one holds back the rest. The output
--- closes once ch has closed and every result is sent on, or when ctx ends. If fn fails
--- (raises, or returns nil plus an error), the stage stops at once: the output closes and
--- the worker's task fails with that error (reported through conc.errors.report).
+--- Fan-out/fan-in: a channel of `fn(v)` (its first result) for every `v` received from
+-- `ch`, computed by `workers` tasks at once. The results come in the order of the inputs
+-- unless `unordered` (then as they are ready); to keep the order, at most `workers`
+-- values are in hand at once, so a slow one holds back the rest. If `fn` fails (raises,
+-- or returns nil plus an error), the stage stops at once: the output closes and the
+-- worker's task fails with that error (reported through `conc.errors.report`).
+-- @tparam Context ctx the stage's ctx (required)
+-- @tparam Channel ch the input
+-- @tparam function fn called as `fn(v)`
+-- @tparam[opt=1] int|table opts the number of workers, or `{workers = n, unordered = true}`
+-- @treturn Channel a channel that closes once `ch` has closed and every result is sent
+-- on, or when ctx ends
+-- @function map
 function M.map(ctx, ch, fn, opts, ...)
   check.nargs("map", 4 + select("#", ...), 4)
   check.ctx("map", ctx, 1)
