@@ -14,6 +14,8 @@
 
 /*** @module conc.rate */
 
+#define CONC_RATE_TIME_SLACK 1e-9
+
 typedef struct conc_limiter {
     const void *tag;  /* CONC_TAG(CONC_UP_LIMITER_MT) */
     conc_bucket_t b;
@@ -191,8 +193,10 @@ static int l_rate_book(lua_State *L)
         lua_pushliteral(L, "burst");
         return 2;
     }
+    /* A nanosecond of slack: the deadline and now are large times (the clock's epoch), so
+     * their difference can come out a hair short of a wait that ends exactly at it (R31). */
     if (x != NULL && x->deadline != HUGE_VAL)
-        max_wait = x->deadline - conc_sched_now(conc_sched_get(L));
+        max_wait = x->deadline - conc_sched_now(conc_sched_get(L)) + CONC_RATE_TIME_SLACK;
     now = now_of(L, lim, 1, "lim:wait");
     if (!conc_bucket_reserve(&lim->b, now, n, max_wait, 0, &r)) {
         lua_pushnil(L);

@@ -302,7 +302,8 @@ function Multi:wait(...)
     return nil, refusal("m:wait", "never", n)
   end
   local deadline = ctx and ctx:deadline()
-  if deadline and d > deadline - now() then return nil, refusal("m:wait", "deadline", n) end
+  -- the same nanosecond of slack as lim:wait's (rate.c): a wait ending at the deadline fits
+  if deadline and d > deadline - now() + 1e-9 then return nil, refusal("m:wait", "deadline", n) end
   local r = book_all(self, n, d)
   if d == 0 then return true end
   return sleep_or_cancel(r, d, ctx)

@@ -201,7 +201,9 @@ function M.steward(opts)
       local now = core.now()
       local kept = {}
       for _, t in ipairs(restarts) do
-        if t >= now - period then kept[#kept + 1] = t end -- O7: inclusive
+        -- O7: inclusive; a nanosecond of slack, as now and t are large times whose
+        -- difference can come out a hair over a restart exactly `period` ago
+        if t >= now - period - 1e-9 then kept[#kept + 1] = t end
       end
       kept[#kept + 1] = now
       restarts = kept
