@@ -21,9 +21,9 @@ LDLIBS := -luv
 
 SRCS := $(wildcard csrc/*.c)
 DEPS := lua5.4 liblua5.4-dev luajit libluajit-5.1-dev lua5.1 liblua5.1-0-dev libuv1-dev \
-        lua-busted luarocks
+        lua-busted luarocks lua-ldoc lua-markdown
 
-.PHONY: all deps test demo bench soak lint clean help
+.PHONY: all deps test demo bench soak lint docs clean help
 
 all: $(foreach l,$(LUAS),build/$(l)/release/conc/core.so)
 
@@ -34,7 +34,9 @@ help:
 	@echo "make demo   run every example (the timed ones at a tenth of their time scale)"
 	@echo "make bench  the benchmark table against the peers (bench/RESULTS.md)"
 	@echo "make soak   a minute of creating and dropping objects: memory must stay bounded"
-	@echo "make lint   check that Lua-agnostic C files do not include lua.h"
+	@echo "make lint   check that Lua-agnostic C files do not include lua.h, and that every"
+	@echo "            public function has a doc comment (spec/doccheck.lua)"
+	@echo "make docs   the API reference, from the doc comments, into docs/ (LDoc, config.ld)"
 
 # Quick when everything is there: apt-get runs only for missing packages.
 deps:
@@ -67,8 +69,9 @@ test: deps
 
 demo: deps
 	@$(MAKE) --no-print-directory build/lua5.4/release/conc/core.so
-	@printf '%s\n' demo replicated timeout rate_limit errors 'errors --bug' 'heartbeat --scale 0.1' \
-	  'steward --scale 0.1' 'steward_stream --scale 0.1' 'steward_tree --scale 0.1' | \
+	@printf '%s\n' 'demo --scale 0.1' replicated timeout rate_limit errors 'errors --bug' \
+	  'heartbeat --scale 0.1' 'steward --scale 0.1' 'steward_stream --scale 0.1' \
+	  'steward_tree --scale 0.1' primes 'primes --unordered --delay 1 --virtual' fib | \
 	while read ex args; do echo "== examples/$$ex.lua $$args"; \
 	  LUA_PATH="lua/?.lua;lua/?/init.lua;;" LUA_CPATH="build/lua5.4/release/?.so;;" \
 	  lua5.4 examples/$$ex.lua $$args || exit 1; done
@@ -82,9 +85,24 @@ soak: deps
 	@for lua in lua5.4 luajit; do echo "== soak under $$lua"; \
 	  LUA_PATH="lua/?.lua;lua/?/init.lua;;" LUA_CPATH="build/$$lua/release/?.so;;" $$lua bench/soak.lua || exit 1; done
 
-lint:
+lint: deps
 	@bad=$$(grep -l '#include [<"]lua' csrc/ring.h csrc/waitq.h csrc/heap.[ch] csrc/runq.[ch] csrc/bucket.[ch]); \
-	if [ -n "$$bad" ]; then echo "lua.h included by Lua-agnostic files: $$bad"; exit 1; fi; echo "lint ok"
+	if [ -n "$$bad" ]; then echo "lua.h included by Lua-agnostic files: $$bad"; exit 1; fi
+	@$(MAKE) --no-print-directory build/lua5.4/release/conc/core.so
+	@LUA_PATH="lua/?.lua;lua/?/init.lua;;" LUA_CPATH="build/lua5.4/release/?.so;;" lua5.4 spec/doccheck.lua
+	@echo "lint ok"
+
+# The reference is generated, not committed (docs/ is in .gitignore). Any line of ldoc's
+# output but its progress notes is a warning, and fails the target.
+docs: deps
+	@rm -rf docs
+	@log=$$(mktemp); ldoc . >"$$log" 2>&1; status=$$?; \
+	warnings=$$(grep -v -e '^reading configuration from ' -e '^found master module' \
+	  -e '^\*\*\*closing section from master module\*\*\*$$' -e '^output written to ' "$$log"); \
+	rm -f "$$log"; \
+	if [ $$status -ne 0 ] || [ -n "$$warnings" ]; then \
+	  echo "$$warnings"; echo "make docs: ldoc failed or warned"; exit 1; fi; \
+	echo "docs/index.html: the API reference"
 
 clean:
 	rm -rf build

@@ -2,7 +2,7 @@
 --
 --   LUA_PATH='lua/?.lua;lua/?/init.lua;;' LUA_CPATH='build/lua5.4/release/?.so;;' \
 --     lua5.4 bench/conc_w.lua W1     (W1 W2 W3 W4 W4mem W5 X1 X2 X2ref M1 M2 G1 R1 R2 R3
---                                     K1; env BENCH_SCALE shrinks N)
+--                                     K1 P1 P2 P4; env BENCH_SCALE shrinks N)
 --
 -- Prints `RESULT <key> <number>` and `NOTE <text>` lines for bench/run.lua. The same
 -- workloads, defined the same way, are in bench/purelua.lua, bench/tarantool_w.lua and
@@ -310,9 +310,53 @@ function W.K1()
   result("bytes", (h1 - h0) / n)
 end
 
+---------------------------------------------------------------------------- pipeline
+-- P1 P2 P4: the prime finder of Concurrency in Go ch. 4 (fan-out/fan-in) with 1, 2 and 4
+-- map workers. conc.repeat_fn draws integers in [1, 5e7) from Park-Miller minstd (seed
+-- 42, as W5), conc.take passes the first N = 1e5 of them, conc.map (unordered, as the
+-- book's fan-in) tests each with a deliberately naive trial division by every odd number
+-- up to sqrt(n) and sends on the number if it is prime, else false; the main task counts
+-- the primes until the output closes. Every peer and every worker count test the same N
+-- numbers, which hold 5955 primes. ns per number tested, from building the pipeline until
+-- its output closed.
+local function is_prime(n)
+  if n < 2 then return false end
+  if n % 2 == 0 then return n == 2 end
+  for d = 3, math.floor(math.sqrt(n)), 2 do
+    if n % d == 0 then return false end
+  end
+  return true
+end
+
+local function prime_finder(workers)
+  local n = n_of(1e5)
+  local x = 42
+  local function rand()
+    x = x * 48271 % 2147483647
+    return 1 + x % 49999999
+  end
+  local function prime_or_false(v) return is_prime(v) and v end
+  local ctx, cancel = conc.with_cancel(conc.background())
+  local t0 = conc.now()
+  local numbers = conc.take(ctx, conc.repeat_fn(ctx, rand), n)
+  local found = conc.map(ctx, numbers, prime_or_false, { workers = workers, unordered = true })
+  local count, sum = 0, 0
+  while true do
+    local v, ok = found:recv()
+    if not ok then break end
+    if v then count, sum = count + 1, sum + v end
+  end
+  result("ns", (conc.now() - t0) / n * 1e9)
+  cancel()   -- stops repeat_fn, blocked on its next send
+  if n == 1e5 then assert(count == 5955 and sum == 142258200187, "P: wrong primes") end
+end
+function W.P1() prime_finder(1) end
+function W.P2() prime_finder(2) end
+function W.P4() prime_finder(4) end
+
 local name = arg and arg[1]
 if not W[name] then
-  io.stderr:write("usage: conc_w.lua W1|W2|W3|W4|W4mem|W5|X1|X2|X2ref|M1|M2|G1|R1|R2|R3|K1\n")
+  io.stderr:write("usage: conc_w.lua W1|W2|W3|W4|W4mem|W5|X1|X2|X2ref|M1|M2|G1|R1|R2|R3|K1|P1|P2|P4\n")
   os.exit(2)
 end
 math.randomseed(42)

@@ -2,7 +2,7 @@
 -- channel scheduler in plain Lua (runs on Lua 5.4 and LuaJIT), and the workloads.
 --
 --   lua5.4 bench/purelua.lua W1        (W1 W2 W3 W4 W4mem W5 R1 R2 R3 K1; env BENCH_SCALE
---                                      shrinks N; X1 X2 X2ref M1 M2 G1 print NA)
+--                                      shrinks N; X1 X2 X2ref M1 M2 G1 P1 P2 P4 print NA)
 --
 -- Prints `RESULT <key> <number>` and `NOTE <text>` lines for bench/run.lua.
 --
@@ -566,10 +566,14 @@ local function na(reason) return function() io.write("NA ", reason, "\n") end en
 local no_ctx, no_sem, no_group =
   na("no contexts"), na("no semaphore"), na("no group")
 W.X1, W.X2, W.X2ref, W.M1, W.M2, W.G1 = no_ctx, no_ctx, no_ctx, no_sem, no_sem, no_group
+-- P1 P2 P4 (the prime-finder pipeline): conc's stages (repeat_fn, take, map) are built on
+-- contexts; nothing to run them on here.
+local no_pipeline = na("no pipeline stages or contexts")
+W.P1, W.P2, W.P4 = no_pipeline, no_pipeline, no_pipeline
 
 local name = arg and arg[1]
 if not W[name] then
-  io.stderr:write("usage: purelua.lua W1|W2|W3|W4|W4mem|W5|X1|X2|X2ref|M1|M2|G1|R1|R2|R3|K1\n")
+  io.stderr:write("usage: purelua.lua W1|W2|W3|W4|W4mem|W5|X1|X2|X2ref|M1|M2|G1|R1|R2|R3|K1|P1|P2|P4\n")
   os.exit(2)
 end
 math.randomseed(42)

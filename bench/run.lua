@@ -9,7 +9,7 @@
 --   BENCH_PEERS      comma list of peer ids to run (default all: conc54,concjit,pure54,
 --                    purejit,tarantool,go)
 --   BENCH_WORKLOADS  comma list (default W1,W2,W3,W4,W4mem,W5,X1,X2,X2ref,M1,M2,G1,R1,R2,
---                    R3,K1,Floor)
+--                    R3,K1,P1,P2,P4,Floor)
 --   BENCH_TIMEOUT    seconds allowed to one process (default 600)
 --   BENCH_OUT        where to write the report (default bench/RESULTS.md)
 --   BENCH_GO_BIN     the Go program built by run.sh
@@ -104,6 +104,9 @@ local METRICS = {
   { w = "R3", key = "of_ideal", label = "R3 the same over the 1e5/s ideal (**higher is better**, ≤ 1)" },
   { w = "R3", key = "cpu_ns", label = "R3 CPU time per wait, whole process (ns)" },
   { w = "K1", key = "bytes", label = "K1 rate.keyed, 1e5 live keys, Lua/Go heap (bytes/key)" },
+  { w = "P1", key = "ns", label = "P1 prime finder pipeline, 1 map worker (ns/number tested)" },
+  { w = "P2", key = "ns", label = "P2 the same, 2 map workers (ns/number tested)" },
+  { w = "P4", key = "ns", label = "P4 the same, 4 map workers (ns/number tested)" },
 }
 -- The Floor workload's metrics, all ns; rows of their own table (see floor_table).
 local FLOOR = {
@@ -113,7 +116,7 @@ local FLOOR = {
   { w = "Floor", key = "strlen_ns", label = "string.len(s), a builtin (ns/call)" },
   { w = "Floor", key = "rawlen_ns", label = "rawlen(t), a builtin (ns/call)" },
 }
-local WORKLOADS = list("BENCH_WORKLOADS", "W1,W2,W3,W4,W4mem,W5,X1,X2,X2ref,M1,M2,G1,R1,R2,R3,K1,Floor")
+local WORKLOADS = list("BENCH_WORKLOADS", "W1,W2,W3,W4,W4mem,W5,X1,X2,X2ref,M1,M2,G1,R1,R2,R3,K1,P1,P2,P4,Floor")
 
 ---------------------------------------------------------------------------- running
 local samples = {}   -- samples[peer][w][key] = { values }
@@ -248,6 +251,22 @@ local function na_cell(why)
     na_index[why] = #na_reasons
   end
   return ("n/a (%s) N%d"):format(head, na_index[why])
+end
+
+-- The Go peer's P rows also measure the pipeline with GOMAXPROCS=2 (key ns_procs2, in the
+-- same process after the GOMAXPROCS=1 run): one line below the table, not a peer.
+local extra_notes = {}
+do
+  local parts = {}
+  for _, w in ipairs { "P1", "P2", "P4" } do
+    local s = GO and not failed.go[w] and samples.go[w]
+    local v = s and median(s.ns_procs2)
+    if v then parts[#parts + 1] = ("%s %s"):format(w, fmt(v)) end
+  end
+  if #parts > 0 then
+    extra_notes[#extra_notes + 1] = "Go with GOMAXPROCS=2, the same pipeline run again in the same process "
+      .. "(medians, ns/number tested; not a peer, since conc runs on one thread): " .. table.concat(parts, ", ")
+  end
 end
 
 local function cell(pid, m)
@@ -442,10 +461,11 @@ add("(below 1: faster, or smaller, than Go). Lower is better everywhere but in t
 add("**higher is better** (R3's throughput).\n")
 add(main_table .. "\n")
 if conc_table then add("conc against the other Lua peers (same run):\n"); add(conc_table .. "\n") end
-if #footnotes > 0 or #na_reasons > 0 then
+if #footnotes > 0 or #na_reasons > 0 or #extra_notes > 0 then
   add("Cell notes:\n")
   for _, f in ipairs(footnotes) do add("- " .. f) end
   for i, r in ipairs(na_reasons) do add(("- N%d: %s"):format(i, r)) end
+  for _, e in ipairs(extra_notes) do add("- " .. e) end
   add("")
 end
 add("## Targets\n")
@@ -544,6 +564,21 @@ bench/go/main.go); N below is for BENCH_SCALE=1.
   it would run). The pure-Lua peer's token bucket is golang.org/x/time/rate's Limiter
   transcribed into plain Lua (bench/purelua.lua), on luasystem's monotime, and its wait
   sleeps on the pure-Lua scheduler's timers.
+- **P1, P2, P4 prime finder**: the fan-out/fan-in pipeline of Concurrency in Go ch. 4 with
+  1, 2 and 4 map workers. `conc.repeat_fn` draws integers in [1, 5e7) from Park-Miller
+  minstd (seed 42, as W5), `conc.take` passes the first N = 1e5 of them, and
+  `conc.map(ctx, ch, fn, {workers = W, unordered = true})` (unordered, as the book's fan-in)
+  tests each with a deliberately naive trial division by every odd number up to sqrt(n)
+  (about 170 divisions per number on average) and sends on the number if it is prime, else
+  false; the main task counts the primes until the output closes. Every peer and every W
+  tests the same 1e5 numbers, which hold 5955 primes (checked at full N). Go
+  (bench/go/pipeline.go): the book's repeatFn and take on `chan int`, W goroutines reading
+  the one channel and sending on one shared channel that a WaitGroup closes, as conc.map
+  does (the book's fanIn, a forwarding goroutine per finder, would add a hop conc does not
+  have). Time from building the pipeline until its output closed / N. Go's cells are
+  GOMAXPROCS=1 like the others; the same process then runs the pipeline again with
+  GOMAXPROCS=2, listed under the table's notes. n/a for the pure-Lua scheduler and
+  Tarantool (no pipeline stages or contexts).
 
 Go runs with GOMAXPROCS=1; golang.org/x/sync (M1, M2, G1) is Debian's
 golang-golang-x-sync-dev, and golang.org/x/time (R1, R2, R3, K1) is Debian's
@@ -577,10 +612,11 @@ f:close()
 
 print(main_table)
 if conc_table then print(); print(conc_table) end
-if #footnotes > 0 or #na_reasons > 0 then
+if #footnotes > 0 or #na_reasons > 0 or #extra_notes > 0 then
   print()
   for _, fnote in ipairs(footnotes) do print(fnote) end
   for i, r in ipairs(na_reasons) do print(("N%d: %s"):format(i, r)) end
+  for _, e in ipairs(extra_notes) do print(e) end
 end
 print("\nTargets:\n" .. targets)
 if floor_table then print("\nWhat the interpreter costs here:\n" .. floor_table) end

@@ -12,6 +12,14 @@
 #include <string.h>
 #include "conc.h"
 
+/*** @module conc */
+
+/*** Channels and select.
+ * Any Lua value travels on a channel, `nil` and `false` included, by reference. Waiting
+ * senders and receivers are served first come, first served.
+ * @section channels
+ */
+
 static conc_chan_t *checkchan(lua_State *L, int idx, const char *fname)
 {
     conc_chan_t *c = (conc_chan_t *)conc_checkud(L, idx, CONC_UP_CHAN_MT, sizeof(conc_chan_t));
@@ -163,6 +171,13 @@ static int push_recv(lua_State *L, int r)
     return 2;
 }
 
+/***
+ * A new channel. With capacity 0 it is unbuffered: a send waits for a receiver (a
+ * rendezvous). With capacity n it buffers up to n values, first in, first out.
+ * @int[opt=0] cap the capacity, a whole number from 0 to 2^31-1
+ * @treturn Channel the channel
+ * @function chan
+ */
 static int l_chan(lua_State *L)
 {
     lua_Integer cap = 0;
@@ -181,6 +196,23 @@ static int l_chan(lua_State *L)
     return 1;
 }
 
+/***
+ * A channel, made by `conc.chan`. A timer's channel, or a ctx's `done()` channel, is an
+ * ordinary channel that only conc sends on: sending on it or closing it raises.
+ * @type Channel
+ */
+
+/***
+ * Sends `v`, waiting until a receiver takes it or the buffer has room.
+ * @param v the value (nil too)
+ * @tparam[opt] Context ctx ends the wait early when it ends
+ * @treturn[1] boolean true once `v` was received or buffered
+ * @return[2] nil when ctx ended first (`v` was not sent)
+ * @return[2] `ctx:err()`
+ * @raise `conc: send on closed channel`, also when the channel is closed while the send
+ * waits
+ * @function send
+ */
 static int ch_send(lua_State *L)
 {
     conc_sched_t *s = conc_sched_get(L);
@@ -210,6 +242,18 @@ static int ch_send(lua_State *L)
     return conc_sched_park(L, s, t, CONC_WAIT_SEND);
 }
 
+/***
+ * Receives a value, waiting until one is sent or the channel is closed.
+ * @tparam[opt] Context ctx ends the wait early when it ends
+ * @return[1] the value
+ * @treturn[1] boolean true
+ * @return[2] nil once the channel is closed and its buffer drained
+ * @treturn[2] boolean false
+ * @return[3] nil when ctx ended first
+ * @treturn[3] boolean false
+ * @return[3] `ctx:err()`
+ * @function recv
+ */
 static int ch_recv(lua_State *L)
 {
     conc_sched_t *s = conc_sched_get(L);
@@ -232,6 +276,13 @@ static int ch_recv(lua_State *L)
     return conc_sched_park(L, s, t, CONC_WAIT_RECV);
 }
 
+/***
+ * Sends `v` only if that needs no wait (a receiver is waiting, or the buffer has room).
+ * @param v the value (nil too)
+ * @treturn boolean whether `v` was sent
+ * @raise `conc: send on closed channel`
+ * @function try_send
+ */
 static int ch_try_send(lua_State *L)
 {
     conc_chan_t *c = checkchan(L, 1, "ch:try_send");
@@ -246,6 +297,17 @@ static int ch_try_send(lua_State *L)
     return 1;
 }
 
+/***
+ * Receives a value only if one is there now.
+ * @return[1] the value
+ * @treturn[1] boolean true
+ * @return[2] nil when the channel is closed and drained
+ * @treturn[2] boolean false
+ * @return[3] nil when no value is there yet
+ * @treturn[3] boolean false
+ * @treturn[3] string `"empty"`
+ * @function try_recv
+ */
 static int ch_try_recv(lua_State *L)
 {
     conc_chan_t *c = checkchan(L, 1, "ch:try_recv");
@@ -273,6 +335,13 @@ void conc_chan_close(lua_State *L, conc_sched_t *s, conc_chan_t *c)
     }
 }
 
+/***
+ * Closes the channel: the values in its buffer can still be received, then every receive
+ * returns `nil, false`. Every waiting receiver is woken with `nil, false`, and every
+ * waiting sender raises, as future senders will.
+ * @raise when the channel is already closed (or is receive-only)
+ * @function close
+ */
 static int ch_close(lua_State *L)
 {
     conc_chan_t *c = checkchan(L, 1, "ch:close");
@@ -293,6 +362,11 @@ static int ch_mlen(lua_State *L)
     return 1;
 }
 
+/***
+ * The number of values in the buffer (also `#ch`).
+ * @treturn integer the buffered count
+ * @function len
+ */
 static int ch_len(lua_State *L)
 {
     checkchan(L, 1, "ch:len");
@@ -300,6 +374,11 @@ static int ch_len(lua_State *L)
     return ch_mlen(L);
 }
 
+/***
+ * The capacity given to `conc.chan`.
+ * @treturn integer the capacity
+ * @function cap
+ */
 static int ch_cap(lua_State *L)
 {
     conc_chan_t *c = checkchan(L, 1, "ch:cap");
@@ -342,6 +421,16 @@ static int ch_iter_next(lua_State *L)
     return conc_sched_park(L, s, t, CONC_WAIT_RECV);
 }
 
+/***
+ * An iterator that receives until the channel is closed and drained, or until ctx ends:
+ * `for v in ch:iter() do print(v) end`. A `for` loop would end at a nil value,
+ * so the iterator raises when it receives one: use `Channel:recv` when nil travels. On Lua
+ * 5.1 a task cannot block inside a `for` iterator: the iterator raises when it would
+ * wait there (loop on `Channel:recv` instead).
+ * @tparam[opt] Context ctx ends the loop when it ends
+ * @treturn function the iterator
+ * @function iter
+ */
 static int ch_iter(lua_State *L)
 {
     int i;

@@ -31,6 +31,17 @@
 #include <string.h>
 #include "conc.h"
 
+/*** @module conc */
+
+/*** Contexts.
+ * After Go's `context` package, a ctx carries a cancellation signal, a deadline and
+ * values down a tree of calls. Cancelling a ctx cancels its whole subtree at once, never
+ * its parent, with the same err and cause, and closes each done channel exactly once.
+ * Call a ctx's `cancel` when you are done with it: that releases its timer and its place
+ * in the parent.
+ * @section contexts
+ */
+
 enum { CTX_ROOT, CTX_CANCEL, CTX_VALUE, CTX_DETACHED };
 
 /* User value slots. A CANCEL ctx uses DONE, CAUSE and CHILDREN; a VALUE ctx uses the same
@@ -302,6 +313,11 @@ static int push_cancel(lua_State *L, int idx)
     return 2;
 }
 
+/***
+ * The root context: never done, no deadline, no values.
+ * @treturn Context the root ctx
+ * @function background
+ */
 static int l_background(lua_State *L)
 {
     conc_check_nargs(L, "background", 0, 0);
@@ -309,6 +325,15 @@ static int l_background(lua_State *L)
     return 1;
 }
 
+/***
+ * A child of `parent` that ends when `cancel` is called or when `parent` ends.
+ * `cancel([cause])` can be called any number of times: the first call decides; its cause
+ * (default: `conc.errors.canceled`) becomes `ctx:cause()`.
+ * @tparam Context parent the parent
+ * @treturn Context the child
+ * @treturn function cancel
+ * @function with_cancel
+ */
 static int l_with_cancel(lua_State *L)
 {
     conc_check_nargs(L, "with_cancel", 1, 0);
@@ -343,6 +368,18 @@ static int with_deadline(lua_State *L, const char *fname, double t)
     return push_cancel(L, idx);
 }
 
+/***
+ * A child of `parent` that also ends at time `t` (a `conc.now()` reading), with
+ * `conc.errors.deadline_exceeded`. Its deadline is the earlier of the parent's and `t`;
+ * a `t` already past gives a ctx that is done at once.
+ * @tparam Context parent the parent
+ * @number t the deadline
+ * @param[opt] cause what `ctx:cause()` returns when the deadline passes (not when `cancel`
+ * is called)
+ * @treturn Context the child
+ * @treturn function cancel, as with `conc.with_cancel`
+ * @function with_deadline
+ */
 static int l_with_deadline(lua_State *L)
 {
     conc_check_nargs(L, "with_deadline", 3, 0);
@@ -353,6 +390,17 @@ static int l_with_deadline(lua_State *L)
 /* A timeout of 0 gives a ctx that is done on creation (X11); a negative one is a mistake
  * (a computed time gone wrong) and raises: a caller who means "already late" passes 0 or
  * uses with_deadline. */
+/***
+ * A child of `parent` that also ends `d` seconds from now, as `conc.with_deadline` with
+ * `conc.now() + d`. A timeout of 0 gives a ctx that is done at once; a negative one
+ * raises.
+ * @tparam Context parent the parent
+ * @number d the timeout in seconds, >= 0
+ * @param[opt] cause as for `conc.with_deadline`
+ * @treturn Context the child
+ * @treturn function cancel, as with `conc.with_cancel`
+ * @function with_timeout
+ */
 static int l_with_timeout(lua_State *L)
 {
     double d;
@@ -364,6 +412,15 @@ static int l_with_timeout(lua_State *L)
     return with_deadline(L, "with_timeout", conc_sched_now(conc_sched_get(L)) + d);
 }
 
+/***
+ * A child of `parent` that carries *value* under *key*: `ctx:value(key)` finds it, in
+ * this ctx and its descendants. It ends when `parent` ends.
+ * @tparam Context parent the parent
+ * @param key the key (not nil, not NaN), compared with rawequal
+ * @param value the value
+ * @treturn Context the child
+ * @function with_value
+ */
 static int l_with_value(lua_State *L)
 {
     conc_check_nargs(L, "with_value", 3, 0);
@@ -381,6 +438,12 @@ static int l_with_value(lua_State *L)
     return 1;
 }
 
+/***
+ * A child of `parent` that keeps its values but is never done and has no deadline.
+ * @tparam Context parent the parent
+ * @treturn Context the child
+ * @function without_cancel
+ */
 static int l_without_cancel(lua_State *L)
 {
     conc_check_nargs(L, "without_cancel", 1, 0);
@@ -413,6 +476,15 @@ static int l_stop(lua_State *L)
 }
 
 /* after_func(ctx, fn): runs fn in its own task once ctx is done (X22-X24). */
+/***
+ * Runs `fn()` in a task of its own once `ctx` is done (soon, if it already is). Each call
+ * registers anew.
+ * @tparam Context ctx the ctx to watch
+ * @tparam function fn the function
+ * @treturn function `stop()`: true if it prevented the call; false once `fn` was started,
+ * and on every later call. It does not wait for `fn`.
+ * @function after_func
+ */
 static int l_after_func(lua_State *L)
 {
     conc_sched_t *s = conc_sched_get(L);
@@ -501,6 +573,19 @@ void conc_task_wait_ctx(lua_State *L, conc_task_t *t, conc_ctx_t *x, int ctxslot
     t->nwait++;
 }
 
+/***
+ * A context, made by `conc.background`, `conc.with_cancel`, `conc.with_deadline`,
+ * `conc.with_timeout`, `conc.with_value` or `conc.without_cancel`.
+ * @type Context
+ */
+
+/***
+ * A channel that is closed when the ctx is cancelled or its deadline passes (never for
+ * a ctx that cannot end). Receive from it, or use it as a `conc.select` case; it cannot
+ * be sent on or closed.
+ * @treturn Channel the same channel at every call
+ * @function done
+ */
 static int x_done(lua_State *L)
 {
     conc_sched_t *s;
@@ -521,6 +606,12 @@ static int x_done(lua_State *L)
 }
 
 /* err() and cause(): from the source once it is done, else nothing. */
+/***
+ * Why the ctx ended; stable once set.
+ * @return nil while it has not ended, then `conc.errors.canceled` or
+ * `conc.errors.deadline_exceeded`
+ * @function err
+ */
 static int x_err(lua_State *L)
 {
     conc_ctx_t *x = checkctx(L, 1, "ctx:err", 0);
@@ -531,6 +622,12 @@ static int x_err(lua_State *L)
     return 1;
 }
 
+/***
+ * The cause given to `cancel` (or to `with_deadline` for its deadline) once the ctx has
+ * ended, else `ctx:err()`.
+ * @return nil while it has not ended, then the cause
+ * @function cause
+ */
 static int x_cause(lua_State *L)
 {
     conc_ctx_t *x = checkctx(L, 1, "ctx:cause", 0);
@@ -541,6 +638,11 @@ static int x_cause(lua_State *L)
     return 1;
 }
 
+/***
+ * When the ctx will end by itself.
+ * @treturn ?number the deadline (a `conc.now()` time), or nil when it has none
+ * @function deadline
+ */
 static int x_deadline(lua_State *L)
 {
     conc_ctx_t *x = checkctx(L, 1, "ctx:deadline", 0);
@@ -552,6 +654,13 @@ static int x_deadline(lua_State *L)
 }
 
 /* value(key): the value of the nearest with_value ancestor (or self) with that key. */
+/***
+ * The value of the nearest ctx, this one or an ancestor, made by `conc.with_value` with
+ * this key. Values never flow up to a parent.
+ * @param key the key
+ * @return the value, or nil when no ctx in the chain has the key
+ * @function value
+ */
 static int x_value(lua_State *L)
 {
     checkctx(L, 1, "ctx:value", 0);

@@ -12,6 +12,8 @@
 #include "bucket.h"
 #include "conc.h"
 
+/*** @module conc.rate */
+
 #define CONC_RATE_TIME_SLACK 1e-9
 
 typedef struct conc_limiter {
@@ -115,6 +117,17 @@ static int l_rate_limiter(lua_State *L)
     return 1;
 }
 
+/***
+ * A limiter, made by `rate.limiter`.
+ * @type Limiter
+ */
+
+/***
+ * Takes `n` tokens if they are there now, else takes nothing.
+ * @int[opt=1] n the number of tokens, a whole number >= 0 (0 always succeeds)
+ * @treturn boolean whether they were taken
+ * @function allow
+ */
 static int lim_allow(lua_State *L)
 {
     conc_limiter_t *lim = checklim(L, 1, "lim:allow");
@@ -137,6 +150,14 @@ static void push_reservation(lua_State *L, int limidx, const conc_reservation_t 
     conc_compat_setuv(L, -2, 1);
 }
 
+/***
+ * Books `n` tokens, maybe ahead of time: the caller may act after `Reservation:delay`
+ * seconds, or give them back with `Reservation:cancel`.
+ * @int[opt=1] n the number of tokens, a whole number >= 0
+ * @treturn Reservation the booking; not ok (and taking nothing) when `n` exceeds the burst
+ * or the tokens would never come
+ * @function reserve
+ */
 static int lim_reserve(lua_State *L)
 {
     conc_limiter_t *lim = checklim(L, 1, "lim:reserve");
@@ -235,6 +256,11 @@ static int l_rate_used(lua_State *L)
     return 1;
 }
 
+/***
+ * The limit.
+ * @treturn number events per second (`rate.inf` for none)
+ * @function limit
+ */
 static int lim_limit(lua_State *L)
 {
     conc_limiter_t *lim = checklim(L, 1, "lim:limit");
@@ -243,6 +269,11 @@ static int lim_limit(lua_State *L)
     return 1;
 }
 
+/***
+ * The burst.
+ * @treturn integer the bucket's size
+ * @function burst
+ */
 static int lim_burst(lua_State *L)
 {
     conc_limiter_t *lim = checklim(L, 1, "lim:burst");
@@ -251,6 +282,11 @@ static int lim_burst(lua_State *L)
     return 1;
 }
 
+/***
+ * The tokens in the bucket now; negative while tokens booked ahead of time are owed.
+ * @treturn number the tokens
+ * @function tokens
+ */
 static int lim_tokens(lua_State *L)
 {
     conc_limiter_t *lim = checklim(L, 1, "lim:tokens");
@@ -259,6 +295,11 @@ static int lim_tokens(lua_State *L)
     return 1;
 }
 
+/***
+ * Changes the limit; the tokens are first brought up to now at the old limit.
+ * @number limit the new limit, >= 0
+ * @function set_limit
+ */
 static int lim_set_limit(lua_State *L)
 {
     conc_limiter_t *lim = checklim(L, 1, "lim:set_limit");
@@ -269,6 +310,11 @@ static int lim_set_limit(lua_State *L)
     return 0;
 }
 
+/***
+ * Changes the burst; the tokens are first brought up to now at the old settings.
+ * @int burst the new burst, a whole number >= 0
+ * @function set_burst
+ */
 static int lim_set_burst(lua_State *L)
 {
     conc_limiter_t *lim = checklim(L, 1, "lim:set_burst");
@@ -289,6 +335,16 @@ static int lim_tostring(lua_State *L)
     return 1;
 }
 
+/***
+ * A reservation, made by `Limiter:reserve`: tokens booked, maybe ahead of time.
+ * @type Reservation
+ */
+
+/***
+ * Whether the tokens will be granted.
+ * @treturn boolean false when `n` exceeds the burst or the tokens never come
+ * @function ok
+ */
 static int rsv_ok(lua_State *L)
 {
     conc_rsv_t *rv = checkrsv(L, "r:ok");
@@ -298,6 +354,11 @@ static int rsv_ok(lua_State *L)
 }
 
 /* R12: how long until the reservation may act; math.huge when it is not ok. */
+/***
+ * How long until the booked tokens may be used (R12).
+ * @treturn number seconds (0: now); `math.huge` when not ok
+ * @function delay
+ */
 static int rsv_delay(lua_State *L)
 {
     conc_rsv_t *rv = checkrsv(L, "r:delay");
@@ -313,6 +374,11 @@ static int rsv_delay(lua_State *L)
     return 1;
 }
 
+/***
+ * Gives the tokens back, as Go's `Reservation.Cancel` does: what later bookings do not
+ * depend on is restored. A second call does nothing.
+ * @function cancel
+ */
 static int rsv_cancel(lua_State *L)
 {
     conc_rsv_t *rv = checkrsv(L, "r:cancel");

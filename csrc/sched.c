@@ -27,6 +27,12 @@
 #include <string.h>
 #include "conc.h"
 
+/*** @module conc */
+
+/*** Tasks and the runtime.
+ * @section runtime
+ */
+
 const char *const conc_reason_names[] = {"none", "yield", "recv", "send", "select", "sleep", "task",
                                          "waitgroup", "acquire", "lock"};
 const char *const conc_status_names[] = {"ready", "running", "blocked", "done", "failed"};
@@ -693,6 +699,19 @@ void conc_sched_close(conc_sched_t *s, lua_State *L)
 
 /* --- Lua functions ----------------------------------------------------------------------- */
 
+/***
+ * Runs `fn(...)` as the main task and drives the scheduler until it returns. Call it from
+ * the top level only (not from a task, nor from a coroutine of your own). Tasks still
+ * alive when it returns are abandoned, as in Go. In a script it is optional: a blocking
+ * call at the top level drives the scheduler until that call completes.
+ * @tparam function fn the main task's body
+ * @param ... the arguments of `fn`
+ * @return ... `fn`'s results
+ * @raise `fn`'s error (a conc error with its traceback) when it failed;
+ * `conc: all tasks are asleep - deadlock!` and a dump of every task when nothing can
+ * ever run again
+ * @function run
+ */
 static int l_run(lua_State *L)
 {
     conc_sched_t *s = conc_sched_get(L);
@@ -724,6 +743,14 @@ static int l_run(lua_State *L)
     return nres - 1;
 }
 
+/***
+ * One turn of the scheduler, for a host with a loop of its own: runs the tasks that are
+ * ready once and the timers that are due, then waits for I/O or a timer at most `timeout`
+ * seconds. Top level only.
+ * @number[opt=0] timeout the longest wait in seconds (0: do not wait)
+ * @treturn integer the number of live tasks
+ * @function step
+ */
 static int l_step(lua_State *L)
 {
     conc_sched_t *s = conc_sched_get(L);
@@ -737,6 +764,13 @@ static int l_step(lua_State *L)
     return 1;
 }
 
+/***
+ * Counters of the scheduler.
+ * @treturn table the counters: `tasks` (live tasks), `ready` and `blocked` (among them),
+ * `switches` (task switches so far), `chan_ops` (channel operations so far), `timers`
+ * (pending timers)
+ * @function stats
+ */
 static int l_stats(lua_State *L)
 {
     conc_sched_t *s = conc_sched_get(L);
@@ -765,6 +799,12 @@ static int l_stats(lua_State *L)
     return 1;
 }
 
+/***
+ * Seeds the scheduler's random choices (which ready case a `select` takes; the order of
+ * the run queue in the debug build), so that a run can be replayed.
+ * @number n the seed
+ * @function seed
+ */
 static int l_seed(lua_State *L)
 {
     conc_sched_t *s = conc_sched_get(L);
@@ -781,6 +821,14 @@ static int l_seed(lua_State *L)
     return 0;
 }
 
+/***
+ * Switches the virtual clock on or off, for tests. While it is on, `conc.now()` moves only
+ * when no task is ready, jumping to the next timer (like Go's `testing/synctest`), so code
+ * with timers and deadlines runs exactly and at once.
+ * @bool on true to use the virtual clock (it starts at the real time), false for the real
+ * clock
+ * @function virtual_time
+ */
 static int l_virtual_time(lua_State *L)
 {
     conc_sched_t *s = conc_sched_get(L);

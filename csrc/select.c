@@ -15,6 +15,12 @@
 #include <stdlib.h>
 #include "conc.h"
 
+/*** @module conc */
+
+/*** Channels and select.
+ * @section channels
+ */
+
 enum { CONC_OP_RECV = 1, CONC_OP_SEND = 2 };
 
 struct conc_case {
@@ -55,6 +61,20 @@ static int ready(const struct conc_case *k)
     return c->closed || c->recvq.head != NULL || c->ring.len < c->ring.cap;
 }
 
+/***
+ * Waits until one of the cases can proceed and performs exactly that one. A case is a
+ * channel (receive from it), `conc.send(ch, v)` (send `v` on `ch`), nil (never ready, like
+ * Go's nil channel) or `conc.default` (at most one: when no case is ready, the select
+ * returns its position instead of waiting). When several cases are ready, one of them is
+ * chosen uniformly at random. The cases are evaluated once, when `select` is called; with
+ * no case at all it waits for ever.
+ * @param ... the cases
+ * @treturn integer the position of the case performed, among the arguments
+ * @return for a receive case: the value received, or nil once that channel is closed
+ * @treturn boolean for a receive case: true for a value, false once that channel is closed
+ * @raise `conc: send on closed channel` when a send case is chosen on a closed channel
+ * @function select
+ */
 static int l_select(lua_State *L)
 {
     conc_sched_t *s = conc_sched_get(L);
@@ -149,6 +169,15 @@ static int l_select(lua_State *L)
     return conc_sched_park(L, s, t, CONC_WAIT_SELECT);
 }
 
+/***
+ * A send case for `conc.select`: sends `v` on `ch` if the select chooses it. Making it
+ * sends nothing.
+ * @tparam Channel ch the channel
+ * @param v the value (nil too)
+ * @return the case
+ * @function send
+ */
+
 static int l_send(lua_State *L)
 {
     conc_chan_t *c = (conc_chan_t *)conc_checkud(L, 1, CONC_UP_CHAN_MT, sizeof(conc_chan_t));
@@ -168,6 +197,12 @@ static int l_send(lua_State *L)
     lua_setmetatable(L, -2);
     return 1;
 }
+
+/***
+ * A case for `conc.select` that makes it non-blocking: when no other case is ready, the
+ * select returns the position of `conc.default` at once.
+ * @value default
+ */
 
 const luaL_Reg conc_select_funcs[] = {
     {"select", l_select},

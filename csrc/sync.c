@@ -21,6 +21,12 @@
 #include <string.h>
 #include "conc.h"
 
+/*** @module conc */
+
+/*** Waitgroups, semaphores and mutexes.
+ * @section sync
+ */
+
 typedef struct conc_waitgroup {
     const void *tag;       /* CONC_TAG(CONC_UP_WAITGROUP_MT) */
     conc_waitq_t waiters;
@@ -60,6 +66,11 @@ static conc_waitgroup_t *checkwg(lua_State *L, const char *fname)
     return g;
 }
 
+/***
+ * A waitgroup, as Go's `sync.WaitGroup`: a counter that tasks can wait to see reach 0.
+ * @treturn WaitGroup the waitgroup, its counter at 0
+ * @function waitgroup
+ */
 static int l_waitgroup(lua_State *L)
 {
     conc_waitgroup_t *g;
@@ -93,6 +104,17 @@ static void wg_add(lua_State *L, conc_waitgroup_t *g, lua_Integer delta, const c
     }
 }
 
+/***
+ * A waitgroup, made by `conc.waitgroup`.
+ * @type WaitGroup
+ */
+
+/***
+ * Adds `n` to the counter; when it reaches 0, every waiter is released.
+ * @int n a whole number, negative to subtract
+ * @raise when the counter would go below 0
+ * @function add
+ */
 static int wg_add_m(lua_State *L)
 {
     conc_waitgroup_t *g = checkwg(L, "wg:add");
@@ -107,6 +129,11 @@ static int wg_add_m(lua_State *L)
     return 0;
 }
 
+/***
+ * `wg:add(-1)`: one task of the group is done.
+ * @raise when the counter would go below 0
+ * @function done
+ */
 static int wg_done(lua_State *L)
 {
     conc_waitgroup_t *g = checkwg(L, "wg:done");
@@ -115,6 +142,14 @@ static int wg_done(lua_State *L)
     return 0;
 }
 
+/***
+ * Waits until the counter is 0.
+ * @tparam[opt] Context ctx ends the wait early when it ends
+ * @treturn[1] boolean true once the counter is 0 (at once if it is)
+ * @return[2] nil when ctx ended first
+ * @return[2] `ctx:err()`
+ * @function wait
+ */
 static int wg_wait(lua_State *L)
 {
     conc_sched_t *s = conc_sched_get(L);
@@ -219,6 +254,19 @@ static int acquire(lua_State *L, conc_sema_t *m, lua_Integer n, const char *fnam
     return conc_sched_park(L, s, t, reason);
 }
 
+/*** Waitgroups, semaphores and mutexes.
+ * @section sync
+ */
+
+/***
+ * A weighted semaphore of `n` units, as Go's `golang.org/x/sync/semaphore`. It is
+ * strictly first come, first served: while anyone waits, `acquire` queues and
+ * `try_acquire` fails even when units are free, and `release` serves the waiters in
+ * order, so a large request is never starved by smaller ones.
+ * @int n the number of units, a whole number >= 0
+ * @treturn Semaphore the semaphore, all its units free
+ * @function semaphore
+ */
 static int l_semaphore(lua_State *L)
 {
     conc_check_nargs(L, "semaphore", 1, 0);
@@ -229,6 +277,22 @@ static int l_semaphore(lua_State *L)
 }
 
 /* s:acquire([ctx,] [n]) */
+/***
+ * A semaphore, made by `conc.semaphore`.
+ * @type Semaphore
+ */
+
+/***
+ * Takes `w` units, waiting until they are free. A request larger than the semaphore can
+ * never be granted: it waits for its ctx only (without one, for ever) and blocks nobody
+ * behind it. Units granted are the caller's even if its ctx ends right after.
+ * @tparam[opt] Context ctx ends the wait early when it ends
+ * @int[opt=1] w the weight, a whole number >= 0
+ * @treturn[1] boolean true once the units are taken
+ * @return[2] nil when ctx ended first (nothing is taken)
+ * @return[2] `ctx:err()`
+ * @function acquire
+ */
 static int sema_acquire(lua_State *L)
 {
     conc_sema_t *m = checksema(L, CONC_UP_SEMAPHORE_MT, "s:acquire");
@@ -247,6 +311,12 @@ static int sema_acquire(lua_State *L)
     return acquire(L, m, n, "s:acquire", CONC_WAIT_ACQUIRE);
 }
 
+/***
+ * Takes `w` units only if they are free now and nobody is waiting.
+ * @int[opt=1] w the weight
+ * @treturn boolean whether they were taken
+ * @function try_acquire
+ */
 static int sema_try_acquire(lua_State *L)
 {
     conc_sema_t *m = checksema(L, CONC_UP_SEMAPHORE_MT, "s:try_acquire");
@@ -255,6 +325,12 @@ static int sema_try_acquire(lua_State *L)
     return 1;
 }
 
+/***
+ * Gives back `w` units, and grants the waiters at the head of the queue what now fits.
+ * @int[opt=1] w the weight
+ * @raise when more is released than is held
+ * @function release
+ */
 static int sema_release(lua_State *L)
 {
     conc_sema_t *m = checksema(L, CONC_UP_SEMAPHORE_MT, "s:release");
@@ -275,6 +351,17 @@ static int sema_tostring(lua_State *L)
     return 1;
 }
 
+/*** Waitgroups, semaphores and mutexes.
+ * @section sync
+ */
+
+/***
+ * A mutex: a semaphore of one unit with the words of a lock. It is strictly first come,
+ * first served (`unlock` hands the lock to the longest waiter), and not bound to a task:
+ * any task may unlock it.
+ * @treturn Mutex the mutex, unlocked
+ * @function mutex
+ */
 static int l_mutex(lua_State *L)
 {
     conc_check_nargs(L, "mutex", 0, 0);
@@ -283,6 +370,20 @@ static int l_mutex(lua_State *L)
 }
 
 /* m:lock([ctx]) */
+/***
+ * A mutex, made by `conc.mutex`.
+ * @type Mutex
+ */
+
+/***
+ * Locks the mutex, waiting for it to be unlocked if need be. A lock handed to the caller
+ * is its own even if its ctx ends right after.
+ * @tparam[opt] Context ctx ends the wait early when it ends
+ * @treturn[1] boolean true once locked
+ * @return[2] nil when ctx ended first (the mutex is not locked by this call)
+ * @return[2] `ctx:err()`
+ * @function lock
+ */
 static int mutex_lock(lua_State *L)
 {
     conc_sema_t *m = checksema(L, CONC_UP_MUTEX_MT, "m:lock");
@@ -292,6 +393,11 @@ static int mutex_lock(lua_State *L)
     return acquire(L, m, 1, "m:lock", CONC_WAIT_LOCK);
 }
 
+/***
+ * Locks the mutex only if it is unlocked and nobody is waiting.
+ * @treturn boolean whether it was locked
+ * @function try_lock
+ */
 static int mutex_try_lock(lua_State *L)
 {
     conc_sema_t *m = checksema(L, CONC_UP_MUTEX_MT, "m:try_lock");
@@ -300,6 +406,11 @@ static int mutex_try_lock(lua_State *L)
     return 1;
 }
 
+/***
+ * Unlocks the mutex, handing it to the first waiter if there is one.
+ * @raise when the mutex is not locked
+ * @function unlock
+ */
 static int mutex_unlock(lua_State *L)
 {
     conc_sema_t *m = checksema(L, CONC_UP_MUTEX_MT, "m:unlock");

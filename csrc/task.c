@@ -11,6 +11,12 @@
 #include <string.h>
 #include "conc.h"
 
+/*** @module conc */
+
+/*** Tasks and the runtime.
+ * @section runtime
+ */
+
 static conc_task_t *checktask(lua_State *L, int idx, const char *fname)
 {
     conc_task_t *t = (conc_task_t *)conc_checkud(L, idx, CONC_UP_TASK_MT, sizeof(conc_task_t));
@@ -62,6 +68,16 @@ conc_task_t *conc_task_spawn(lua_State *L, conc_sched_t *s, int first, int n)
     return t;
 }
 
+/***
+ * Starts `fn(...)` as a new task and returns its handle at once. The task has not run yet
+ * (its status is `"ready"`): it runs when the caller blocks or yields (at the top level: at
+ * its next blocking call, or in `conc.run` or `conc.step`). An error it raises goes to
+ * whoever waits on it, or to `conc.errors.report` when nobody does.
+ * @tparam function fn the task's body
+ * @param ... the arguments of `fn`
+ * @treturn Task the task's handle
+ * @function go
+ */
 static int l_go(lua_State *L)
 {
     if (lua_type(L, 1) != LUA_TFUNCTION)
@@ -70,6 +86,11 @@ static int l_go(lua_State *L)
     return 1;
 }
 
+/***
+ * The running task.
+ * @treturn ?Task the task that calls it, or nil at the top level
+ * @function self
+ */
 static int l_self(lua_State *L)
 {
     conc_sched_t *s = conc_sched_get(L);
@@ -80,6 +101,11 @@ static int l_self(lua_State *L)
     return 1;
 }
 
+/***
+ * The monotonic clock, in seconds; under `conc.virtual_time(true)`, the virtual clock.
+ * @treturn number seconds since an arbitrary start
+ * @function now
+ */
 static int l_now(lua_State *L)
 {
     conc_check_nargs(L, "now", 0, 0);
@@ -87,6 +113,11 @@ static int l_now(lua_State *L)
     return 1;
 }
 
+/***
+ * Lets the other ready tasks run; the caller runs again after them. At the top level, the
+ * tasks that are ready run once, as in `conc.step(0)`.
+ * @function yield
+ */
 static int l_yield(lua_State *L)
 {
     conc_sched_t *s = conc_sched_get(L);
@@ -100,6 +131,15 @@ static int l_yield(lua_State *L)
     return conc_sched_park(L, s, t, CONC_WAIT_YIELD);
 }
 
+/***
+ * Blocks the caller for `d` seconds, at least; `d <= 0` returns at once.
+ * @number d the duration in seconds
+ * @tparam[opt] Context ctx ends the sleep early when it ends
+ * @treturn[1] boolean true once `d` has passed
+ * @return[2] nil when ctx ended first
+ * @return[2] `ctx:err()`
+ * @function sleep
+ */
 static int l_sleep(lua_State *L)
 {
     conc_sched_t *s = conc_sched_get(L);
@@ -125,6 +165,24 @@ static int l_sleep(lua_State *L)
     return conc_sched_park(L, s, t, CONC_WAIT_SLEEP);
 }
 
+/***
+ * A task: the handle `conc.go` returns. Its status is `"ready"`, `"running"`,
+ * `"blocked"`, `"done"` (it returned) or `"failed"` (it raised). A task still alive when
+ * the main task (or the script) ends is abandoned, as in Go: it never runs again and
+ * keeps its last status.
+ * @type Task
+ */
+
+/***
+ * Waits until the task has ended. A task cannot wait for itself (that raises); waiting on
+ * an abandoned task blocks for ever.
+ * @tparam[opt] Context ctx ends the wait early when it ends
+ * @treturn[1] boolean true when the task returned
+ * @return[1] ... the task's results
+ * @return[2] nil when the task failed, or ctx ended first
+ * @return[2] the task's error (a conc error with its traceback), or `ctx:err()`
+ * @function wait
+ */
 static int t_wait(lua_State *L)
 {
     conc_sched_t *s = conc_sched_get(L);
@@ -145,6 +203,11 @@ static int t_wait(lua_State *L)
     return conc_sched_park(L, s, me, CONC_WAIT_TASK);
 }
 
+/***
+ * The task's id, unique in this Lua state (`task#7` in dumps and errors).
+ * @treturn integer the id
+ * @function id
+ */
 static int t_id(lua_State *L)
 {
     conc_task_t *t = checktask(L, 1, "task:id");
@@ -153,6 +216,12 @@ static int t_id(lua_State *L)
     return 1;
 }
 
+/***
+ * The task's name, shown in dumps and errors; sets it first when `new` is given.
+ * @tparam[opt] string new the new name
+ * @treturn ?string the name, or nil when it has none
+ * @function name
+ */
 static int t_name(lua_State *L)
 {
     checktask(L, 1, "task:name");
@@ -167,6 +236,11 @@ static int t_name(lua_State *L)
     return 1;
 }
 
+/***
+ * The task's status.
+ * @treturn string `"ready"`, `"running"`, `"blocked"`, `"done"` or `"failed"`
+ * @function status
+ */
 static int t_status(lua_State *L)
 {
     conc_task_t *t = checktask(L, 1, "task:status");

@@ -14,6 +14,14 @@
 #include <math.h>
 #include "conc.h"
 
+/*** @module conc */
+
+/*** Timers.
+ * They follow Go 1.23: after `stop()` or `reset()` no stale value is received. A timer
+ * nobody references any more is collected and never fires.
+ * @section timers
+ */
+
 typedef struct conc_timer {
     const void *tag; /* CONC_TAG(CONC_UP_TIMER_MT) */
     conc_chan_t *c;
@@ -68,6 +76,13 @@ static double check_period(lua_State *L, int idx, const char *fname)
     return d;
 }
 
+/***
+ * A channel that receives `conc.now()` once, `d` seconds from now (at once for `d <= 0`).
+ * Nothing else can send on it or close it.
+ * @number d the delay in seconds
+ * @treturn Channel the channel
+ * @function after
+ */
 static int l_after(lua_State *L)
 {
     double d;
@@ -91,12 +106,27 @@ static int new_handle(lua_State *L, double d, double period)
     return 1;
 }
 
+/***
+ * A timer that sends `conc.now()` on its channel once, `d` seconds from now, unless it is
+ * stopped or reset first.
+ * @number d the delay in seconds (`d <= 0`: at once)
+ * @treturn Timer the timer
+ * @function timer
+ */
 static int l_timer(lua_State *L)
 {
     conc_check_nargs(L, "timer", 1, 0);
     return new_handle(L, conc_checkduration(L, 1, "timer", 1), 0);
 }
 
+/***
+ * A ticker: a timer that sends `conc.now()` on its channel every `d` seconds, on the phase
+ * of its start. The channel holds one tick: ticks a slow reader missed are dropped, as in
+ * Go. A ticker nobody references any more stops.
+ * @number d the period in seconds, > 0
+ * @treturn Timer the ticker
+ * @function ticker
+ */
 static int l_ticker(lua_State *L)
 {
     double d;
@@ -125,6 +155,16 @@ static int disarm(lua_State *L, conc_timer_t *tm)
     return pending;
 }
 
+/***
+ * A timer or ticker, made by `conc.timer` or `conc.ticker`.
+ * @type Timer
+ */
+
+/***
+ * The channel the timer sends on; receive from it, or use it as a `conc.select` case.
+ * @treturn Channel the same channel at every call
+ * @function chan
+ */
 static int tm_chan(lua_State *L)
 {
     checktimer(L, 1, "t:chan");
@@ -133,6 +173,11 @@ static int tm_chan(lua_State *L)
     return 1;
 }
 
+/***
+ * Stops the timer (or ticker) and drops a value it sent that nobody received yet.
+ * @treturn boolean true if the timer was pending (its value not yet received)
+ * @function stop
+ */
 static int tm_stop(lua_State *L)
 {
     conc_timer_t *tm = checktimer(L, 1, "t:stop");
@@ -141,6 +186,13 @@ static int tm_stop(lua_State *L)
     return 1;
 }
 
+/***
+ * Stops the timer, as `stop` does, and starts it again: a timer fires `d` seconds from
+ * now; a ticker ticks every `d` seconds from now on.
+ * @number d the new delay (a ticker's new period, > 0)
+ * @treturn boolean true if the timer was pending before the reset
+ * @function reset
+ */
 static int tm_reset(lua_State *L)
 {
     conc_timer_t *tm = checktimer(L, 1, "t:reset");

@@ -11,11 +11,12 @@
 -- Timers fire on whole milliseconds, so at 0.01 a time is within about 0.1 simulated s
 -- of the load (a smaller scale coarsens that; `--scale 1` runs in real time).
 -- The loads come from a small seeded generator of our own, so `--seed N` gives the same
--- loads under every Lua. Run it with `make demo`, or once conc is installed:
---   lua5.4 examples/replicated.lua [--scale 0.01] [--seed 1]
+-- loads under every Lua. --virtual runs it on conc's virtual clock: it ends at once, and
+-- every time printed is exact. Run it with `make demo`, or once conc is installed:
+--   lua5.4 examples/replicated.lua [--scale 0.01] [--seed 1] [--virtual]
 local conc = require "conc"
 
-local scale, seed = 0.01, 1
+local scale, seed, virtual = 0.01, 1, false
 local args = arg or {}
 local i = 1
 while args[i] do
@@ -24,12 +25,16 @@ while args[i] do
     scale = value
   elseif name == "--seed" and value then
     seed = value
+  elseif name == "--virtual" then
+    virtual = true
+    i = i - 1 -- a flag: no value follows
   else
-    io.stderr:write("usage: replicated.lua [--scale seconds_per_simulated_second] [--seed n]\n")
+    io.stderr:write("usage: replicated.lua [--scale seconds_per_simulated_second] [--seed n] [--virtual]\n")
     os.exit(2)
   end
   i = i + 2
 end
+conc.virtual_time(virtual)
 
 -- Park and Miller's minimal standard generator: exact in doubles, so the same everywhere.
 local state = seed % 2147483646 + 1

@@ -1,7 +1,13 @@
 -- The examples, each run as a user runs it (a separate process, under the interpreter
 -- running the specs, with the release build) on conc's virtual clock (--virtual), so
 -- nothing sleeps, and what it prints is checked: which events happen, when, and in what
--- order where the order is fixed.
+-- order where the order is fixed. A few runs use the real clock with a tiny --scale, to
+-- check that the option works; those check only the shape of the output.
+--   demo.lua: tasks, channels, select and timers together.
+--   timeout.lua, replicated.lua: timeouts and cancellation, replicated requests (the
+--   book's ch. 4 and 5), against X13, X18 and X19 of SEMANTICS.md section 4 and conc.first.
+--   primes.lua: the book's prime finder, a pipeline fanned out over workers (issue 6).
+--   fib.lua: fork/join with tasks, the runtime chapter's work-stealing illustration (issue 6).
 --   rate_limit.lua: the book's APIConnection (issue 4), against R3, R11, R17 and R29 of
 --   SEMANTICS.md section 5 and rate.multi's booking on every limiter at once.
 --   errors.lua, heartbeat.lua, steward.lua, steward_stream.lua, steward_tree.lua: the
@@ -30,6 +36,157 @@ local function event_times(out, pattern)
     if at and text:find(pattern) then t[#t + 1] = tonumber(at) end
   end
   return t
+end
+
+-- Times are printed with 2 decimals; on virtual time they are exact before rounding.
+local EPS = 0.006
+
+-- The lines "[0.10s] text" (demo.lua, timeout.lua) whose text matches pattern, in print
+-- order: { {t = seconds, text = text, captures = {...}}, ... }.
+local function stamped(out, pattern)
+  local found = {}
+  for _, line in ipairs(lines_of(out)) do
+    local at, text = line:match("^%[%s*([%d.]+)s%] (.*)$")
+    if at and text:find(pattern) then
+      found[#found + 1] = { t = tonumber(at), text = text, captures = { text:match(pattern) } }
+    end
+  end
+  return found
+end
+
+--- What primes.lua printed for args: the primes in print order, the time it says the search
+-- took, and its first line.
+local function primes_run(args)
+  local out = run("primes", args)
+  local lines = lines_of(out)
+  assert.are.equal("Primes:", lines[2], out)
+  local primes = {}
+  for k = 3, #lines - 1 do
+    local p = lines[k]:match("^\t(%d+)$")
+    assert.is_not_nil(p, "unexpected line: " .. lines[k])
+    primes[#primes + 1] = tonumber(p)
+  end
+  local took = lines[#lines]:match("^Search took: (%d+%.%d+) s$")
+  assert.is_not_nil(took, "no time on the last line:\n" .. out)
+  return primes, tonumber(took), lines[1]
+end
+
+local function is_prime(n)
+  if n < 2 then return false end
+  for d = 2, math.floor(math.sqrt(n)) do
+    if n % d == 0 then return false end
+  end
+  return true
+end
+
+local function sorted(list)
+  local copy = {}
+  for k, v in ipairs(list) do copy[k] = v end
+  table.sort(copy)
+  return copy
+end
+
+--- What fib.lua printed for args: { [n] = {value =, started =, alive =, switches =} }, and
+-- the n in print order.
+local function fib_run(args)
+  local out = run("fib", args)
+  local lines = lines_of(out)
+  assert.matches("^fork/join Fibonacci: above the cutoff %d+", lines[1])
+  local results, order = {}, {}
+  for k = 2, #lines do
+    local n, v, started, alive, switches = lines[k]:match(
+      "^fib%((%d+)%) = (%d+): (%d+) tasks started, at most (%d+) alive at once, (%d+) task switches, %d+%.%d+ s$")
+    assert.is_not_nil(n, "unexpected line: " .. lines[k])
+    n = tonumber(n)
+    order[#order + 1] = n
+    results[n] = { value = tonumber(v), started = tonumber(started), alive = tonumber(alive),
+      switches = tonumber(switches) }
+  end
+  return results, order
+end
+
+local function fib_of(n)
+  local a, b = 0, 1
+  for _ = 1, n do a, b = b, a + b end
+  return a
+end
+
+-- The tasks fib.lua starts for fib(n): above the cutoff, one fork (two with --both) plus
+-- those of fib(n-1), which the forked task computes, and of fib(n-2), computed by the
+-- parent (or by its second fork).
+local function forks(n, cutoff, per_call)
+  if n <= cutoff then return 0 end
+  return per_call + forks(n - 1, cutoff, per_call) + forks(n - 2, cutoff, per_call)
+end
+
+local STOPPED = "^  (%a+)%s+stopped at (%a+): err = (.-), cause = (.*)$"
+
+--- timeout.lua's two runs, split from its output: for each, the consumer's values and their
+-- times, the stages' stops {t, err, cause} by stage, the parent's line, and its text.
+local function timeout_runs(out)
+  local one, two = out:match("^(.-run 1:[^\n]*\n.-)(%[[^\n]*run 2:.*)$")
+  assert.is_not_nil(two, out)
+  local runs = {}
+  for k, text in ipairs { one, two } do
+    local got, at = {}, {}
+    for _, g in ipairs(stamped(text, "^  consumer got (%d+)$")) do
+      got[#got + 1] = tonumber(g.captures[1])
+      at[#at + 1] = g.t
+    end
+    local stops = {}
+    for _, st in ipairs(stamped(text, STOPPED)) do
+      stops[st.captures[1]] = { t = st.t, err = st.captures[3], cause = st.captures[4] }
+    end
+    local parent = stamped(text, "^  parent: err = (.-), cause = (.*)$")
+    assert.are.equal(1, #parent, text)
+    runs[k] = { got = got, at = at, stops = stops, parent = parent[1], text = text }
+  end
+  return runs[1], runs[2]
+end
+
+-- Every stage of a timeout.lua run stopped, at `t` (nil: any time), with that err and cause.
+local function all_stopped(run_, t, err, cause)
+  for _, stage in ipairs { "generator", "worker", "consumer" } do
+    local st = run_.stops[stage]
+    assert.is_not_nil(st, stage .. " did not stop:\n" .. run_.text)
+    assert.are.same({ err, cause }, { st.err, st.cause })
+    if t then assert.is_near(t, st.t, EPS) end
+  end
+  assert.are.same({ err, cause }, run_.parent.captures)
+end
+
+--- What replicated.lua printed for args: the cancelled handlers {h, t, load}, the ones that
+-- answered {h, t, late} (the first one first), and the summary line {h, t, cancelled}.
+local function replicated_run(args)
+  local out = run("replicated", args)
+  local cancelled, answered, summary = {}, {}, nil
+  for _, line in ipairs(lines_of(out)) do
+    local h, after, load = line:match("^handler%s+(%d+) cancelled after (%d+%.%d+) s %(its load was (%d+%.%d+) s%)$")
+    local ah, took, late = line:match("^handler%s+(%d+) answered in (%d+%.%d+) s(.*)$")
+    local sh, st, sn = line:match("^first answer: handler (%d+) after (%d+%.%d+) s; (%d+) handlers cancelled$")
+    if h then
+      cancelled[#cancelled + 1] = { h = tonumber(h), t = tonumber(after), load = tonumber(load) }
+    elseif ah then
+      assert.is_truthy(late == "" or late == ", too late", line)
+      answered[#answered + 1] = { h = tonumber(ah), t = tonumber(took), late = late ~= "" }
+    elseif sh then
+      summary = { h = tonumber(sh), t = tonumber(st), cancelled = tonumber(sn) }
+    else
+      error("unexpected line: " .. line)
+    end
+  end
+  assert.is_not_nil(summary, "no summary line in:\n" .. out)
+  assert.are.equal(10, #cancelled + #answered, out)
+  local seen = {}
+  for _, list in ipairs { cancelled, answered } do
+    for _, r in ipairs(list) do
+      assert.is_nil(seen[r.h], "handler " .. r.h .. " printed twice")
+      seen[r.h] = true
+    end
+  end
+  assert.are.equal(summary.cancelled, #cancelled)
+  assert.are.same({ h = summary.h, t = summary.t, late = false }, answered[1])
+  return cancelled, answered, summary
 end
 
 --- The calls rate_limit.lua printed, in print order: { {t = seconds, name = call}, ... },
@@ -63,9 +220,6 @@ local function times_of(calls, names)
   return ts
 end
 
--- Times are printed with 2 decimals; on virtual time they are exact before rounding.
-local EPS = 0.006
-
 -- The book's limits (simulated seconds), and the calls that take a token from each.
 local BOTH = { ReadFile = true, ResolveAddress = true }
 local LIMITS = {
@@ -79,6 +233,181 @@ describe("examples", function()
   after_each(function()
     conc.virtual_time(false)
     support.nothing_left()
+  end)
+
+  describe("demo.lua (tasks, channels, select and timers)", function()
+    it("T1: six jobs, each finished once, at the times the workers' sleeps give; a tick every 0.25 s; the deadline never comes", function()
+      local out = run("demo", "--virtual")
+      local queued = stamped(out, "^queued job (%d)$")
+      assert.are.equal(6, #queued, out)
+      for k, q in ipairs(queued) do assert.are.equal(tostring(k), q.captures[1]) end
+      assert.are.equal(1, #stamped(out, "^all jobs queued; jobs channel closed$"), out)
+      -- three workers: jobs 1-3 start at 0 and job n takes n/10 s; jobs 4-6 start as 1-3 end
+      local want = { 0.1, 0.2, 0.3, 0.5, 0.7, 0.9 }
+      local finished = stamped(out, "^worker (%d) finished job (%d) %((%d) of 6%)$")
+      assert.are.equal(6, #finished, out)
+      for k, f in ipairs(finished) do
+        local job, nth = tonumber(f.captures[2]), tonumber(f.captures[3])
+        assert.are.equal(k, nth, "results are counted as they come")
+        assert.are.equal(k, job, "job k ends k-th")
+        assert.is_near(want[job], f.t, EPS)
+      end
+      local ticks = {}
+      for _, tick in ipairs(stamped(out, "^tick: (%d) of 6 done")) do ticks[#ticks + 1] = tick.t end
+      assert.are.same({ 0.25, 0.5, 0.75 }, ticks)
+      assert.are.same({}, stamped(out, "^deadline passed"))
+      local last = stamped(out, "^finished: the deadline timer is simply dropped$")
+      assert.are.equal(1, #last, out)
+      assert.is_near(0.9, last[1].t, EPS)
+    end)
+
+    it("the same shape with --scale 0.05 on the real clock", function()
+      local out = run("demo", "--scale 0.05")
+      local finished = stamped(out, "finished job %d %((%d) of 6%)$")
+      assert.are.equal(6, #finished, out)
+      for k, f in ipairs(finished) do assert.are.equal(tostring(k), f.captures[1]) end
+      assert.are.same({}, stamped(out, "^deadline passed"))
+      assert.matches("finished: the deadline timer is simply dropped\n$", out)
+    end)
+  end)
+
+  describe("timeout.lua (X13, X18, X19: one ctx stops a whole pipeline)", function()
+    it("X19/X18: the parent's deadline stops every stage at 0.1 s with its cause; X13/X15: cancelling the parent at 0.15 s stops them with the owner's cause", function()
+      local one, two = timeout_runs(run("timeout", "--virtual"))
+      -- a value every 0.03 s from 0: four before the 0.1 s deadline
+      assert.are.same({ 1, 4, 9, 16 }, one.got)
+      for k, t in ipairs { 0, 0.03, 0.06, 0.09 } do assert.is_near(t, one.at[k], EPS) end
+      all_stopped(one, 0.1, "context deadline exceeded", "request budget spent")
+      -- run 2 starts at 0.1 s: two values before the owner cancels, 0.05 s later
+      assert.are.same({ 1, 4 }, two.got)
+      for k, t in ipairs { 0.1, 0.13 } do assert.is_near(t, two.at[k], EPS) end
+      local owner = stamped(two.text, "^  owner cancels the parent$")
+      assert.are.equal(1, #owner)
+      assert.is_near(0.15, owner[1].t, EPS)
+      all_stopped(two, 0.15, "context canceled", "shutting down")
+    end)
+
+    it("the same stops with --scale 0.1 on the real clock, never before their time", function()
+      local one, two = timeout_runs(run("timeout", "--scale 0.1"))
+      for _, r in ipairs { one, two } do
+        for k, v in ipairs(r.got) do assert.are.equal(k * k, v, "squares of 1, 2, 3, ... in order") end
+      end
+      all_stopped(one, nil, "context deadline exceeded", "request budget spent")
+      all_stopped(two, nil, "context canceled", "shutting down")
+      assert.is_true(one.stops.consumer.t >= 0.1 - EPS, "the deadline came early")
+    end)
+  end)
+
+  describe("replicated.lua (conc.first: the first answer wins, the rest are cancelled)", function()
+    it("on virtual time: the fastest of 10 handlers answers, and the 9 others are cancelled at that very time", function()
+      for _, seed in ipairs { 1, 2, 3 } do
+        local cancelled, answered, summary = replicated_run("--virtual --seed " .. seed)
+        assert.are.equal(1, #answered)
+        assert.are.equal(9, #cancelled)
+        for _, c in ipairs(cancelled) do
+          assert.is_near(summary.t, c.t, EPS)
+          assert.is_true(c.load >= summary.t - EPS, "a slower handler won")
+        end
+      end
+    end)
+
+    it("the same shape on the real clock at its default --scale 0.01", function()
+      -- a handler whose load ends in the winner's turn (a loaded machine can make that
+      -- happen to several) answers too late rather than being cancelled
+      local _, answered = replicated_run("")
+      for k = 2, #answered do assert.is_true(answered[k].late) end
+    end)
+  end)
+
+  describe("primes.lua (DESIGN Pipelines: the book's prime finder, fanned out over workers)", function()
+    -- With seed 1 (the default), the 10th prime drawn is the 55th number and the 11th the
+    -- 71st. An unordered map with up to 4 workers moves a result by a few places at most,
+    -- so the first 10 primes to come out are the same set as the first 10 drawn.
+    it("every number printed is prime, exactly --count of them; ordered: the same list for 1, 2 and 4 workers; unordered: the same set", function()
+      local want = primes_run("--workers 1")
+      assert.are.equal(10, #want)
+      for _, p in ipairs(want) do assert.is_true(is_prime(p), p .. " is not prime") end
+      for _, workers in ipairs { 1, 2, 4 } do
+        local ordered, _, head = primes_run("--workers " .. workers)
+        assert.matches(("with %d workers?, ordered, seed 1$"):format(workers), head)
+        assert.are.same(want, ordered)
+        local unordered
+        unordered, _, head = primes_run("--unordered --workers " .. workers)
+        assert.matches(("with %d workers?, unordered, seed 1$"):format(workers), head)
+        assert.are.equal(10, #unordered)
+        for _, p in ipairs(unordered) do assert.is_true(is_prime(p), p .. " is not prime") end
+        assert.are.same(sorted(want), sorted(unordered))
+      end
+    end)
+
+    it("--count and --seed: the first n primes of the stream the seed gives", function()
+      local ten = primes_run("--workers 2")
+      assert.are.same({ ten[1], ten[2], ten[3] }, (primes_run("--workers 2 --count 3")))
+      local other = primes_run("--seed 7 --count 5")
+      assert.are.equal(5, #other)
+      for _, p in ipairs(other) do assert.is_true(is_prime(p), p .. " is not prime") end
+      assert.are_not.same({ ten[1], ten[2], ten[3], ten[4], ten[5] }, other)
+    end)
+
+    -- One worker tests one number per simulated second, so the search takes as many
+    -- seconds as numbers were drawn up to the 10th prime, d; w workers test w at a time
+    -- and take ceil(d / w) s. --scale changes only how long a simulated second lasts.
+    it("--delay on virtual time: w workers wait w at a time, so the search takes ceil(d / w) s", function()
+      local want, d = primes_run("--workers 1 --delay 1 --virtual")
+      assert.are.equal(d, math.floor(d))
+      assert.is_true(d >= 10)
+      for _, workers in ipairs { 2, 4 } do
+        for _, mode in ipairs { "", " --unordered", " --scale 0.01" } do
+          local got, took = primes_run(("--workers %d --delay 1 --virtual%s"):format(workers, mode))
+          assert.are.same(sorted(want), sorted(got))
+          assert.is_near(math.ceil(d / workers), took, 0.001)
+        end
+      end
+    end)
+  end)
+
+  describe("fib.lua (fork/join with tasks, the runtime chapter's work stealing)", function()
+    it("fib(n) right for several n; one task forked per call above the cutoff, none at or below it", function()
+      local results, order = fib_run("--n 0,1,2,5,6,12,18 --cutoff 5")
+      assert.are.same({ 0, 1, 2, 5, 6, 12, 18 }, order)
+      for _, n in ipairs(order) do
+        local r = results[n]
+        assert.are.equal(fib_of(n), r.value, "fib(" .. n .. ")")
+        assert.are.equal(forks(n, 5, 1), r.started, "tasks started for fib(" .. n .. ")")
+        assert.is_true(r.alive <= r.started and r.switches >= r.started)
+      end
+      assert.are.equal(0, results[5].started)
+      assert.are.equal(1, results[6].started)
+      assert.is_true(results[18].started > 1 and results[18].alive > 1)
+    end)
+
+    it("--both forks both halves, as the book does: the same values, twice the tasks", function()
+      local results = fib_run("--n 8,14 --cutoff 4 --both")
+      for _, n in ipairs { 8, 14 } do
+        assert.are.equal(fib_of(n), results[n].value)
+        assert.are.equal(forks(n, 4, 2), results[n].started)
+      end
+    end)
+
+    it("its defaults: fib(10), fib(15), fib(20) and fib(25) with the cutoff 10", function()
+      local results, order = fib_run("--virtual --scale 0.5")
+      assert.are.same({ 10, 15, 20, 25 }, order)
+      for _, n in ipairs(order) do
+        assert.are.equal(fib_of(n), results[n].value)
+        assert.are.equal(forks(n, 10, 1), results[n].started)
+      end
+      assert.are.equal(75025, results[25].value)
+    end)
+  end)
+
+  it("the examples refuse an unknown option or a bad value, with a usage line and status 2", function()
+    for _, cmd in ipairs { "primes.lua --workers 0", "primes.lua --frobnicate", "fib.lua --n x",
+      "fib.lua --cutoff", "timeout.lua --scale -1", "demo.lua --fast", "replicated.lua --virtual --seed" } do
+      local out, err, ok = support.run_lua("examples/" .. cmd)
+      assert.is_false(ok, cmd .. " was accepted")
+      assert.are.equal("", out, cmd)
+      assert.matches("^usage: " .. cmd:match("^[%w_]+") .. "%.lua ", err)
+    end
   end)
 
   describe("rate_limit.lua", function()

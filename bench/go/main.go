@@ -2,9 +2,9 @@
 //
 //	go build -o /tmp/concbench . && GOMAXPROCS=1 /tmp/concbench -w W1
 //
-// Workloads W1 W2 W3 W4 W4mem W5 X1 X2 X2ref M1 M2 G1 R1 R2 R3 K1, defined as in
-// bench/conc_w.lua; env BENCH_SCALE shrinks N. Prints `RESULT <key> <number>` and `NOTE
-// <text>` lines for bench/run.lua. M1, M2 and G1 use golang.org/x/sync (xsync.go, build tag
+// Workloads W1 W2 W3 W4 W4mem W5 X1 X2 X2ref M1 M2 G1 R1 R2 R3 K1 P1 P2 P4 (pipeline.go),
+// defined as in bench/conc_w.lua; env BENCH_SCALE shrinks N. Prints `RESULT <key> <number>`
+// and `NOTE <text>` lines for bench/run.lua. M1, M2 and G1 use golang.org/x/sync (xsync.go, build tag
 // xsync); bench/run.sh builds with it when Debian's golang-golang-x-sync-dev is installed,
 // else they print NA (noxsync.go). R1, R2, R3 and K1 use golang.org/x/time/rate the same
 // way (xtime.go, tag xtime, Debian's golang-golang-x-time-dev; else noxtime.go).
@@ -262,17 +262,18 @@ func x2ref() {
 }
 
 func main() {
-	w := flag.String("w", "", "workload: W1 W2 W3 W4 W4mem W5 X1 X2 X2ref M1 M2 G1 R1 R2 R3 K1")
+	w := flag.String("w", "", "workload: W1 W2 W3 W4 W4mem W5 X1 X2 X2ref M1 M2 G1 R1 R2 R3 K1 P1 P2 P4")
 	flag.Parse()
 	if s, err := strconv.ParseFloat(os.Getenv("BENCH_SCALE"), 64); err == nil {
 		scale = s
 	}
 	fns := map[string]func(){"W1": w1, "W2": w2, "W3": w3, "W4": w4, "W4mem": w4mem, "W5": w5,
 		"X1": x1, "X2": x2, "X2ref": x2ref, "M1": m1, "M2": m2, "G1": g1,
-		"R1": r1, "R2": r2, "R3": r3, "K1": k1}
+		"R1": r1, "R2": r2, "R3": r3, "K1": k1,
+		"P1": pipeline(1), "P2": pipeline(2), "P4": pipeline(4)}
 	f, ok := fns[*w]
 	if !ok {
-		fmt.Fprintln(os.Stderr, "usage: concbench -w W1|W2|W3|W4|W4mem|W5|X1|X2|X2ref|M1|M2|G1|R1|R2|R3|K1")
+		fmt.Fprintln(os.Stderr, "usage: concbench -w W1|W2|W3|W4|W4mem|W5|X1|X2|X2ref|M1|M2|G1|R1|R2|R3|K1|P1|P2|P4")
 		os.Exit(2)
 	}
 	fmt.Printf("INFO %s GOMAXPROCS=%d\n", runtime.Version(), runtime.GOMAXPROCS(0))

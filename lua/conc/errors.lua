@@ -1,5 +1,6 @@
---- conc.errors: errors that say what a person needs, after the book's model (Concurrency in
--- Go, ch. 5 "Error Propagation") and Go's errors package.
+--- Errors that say what a person needs, after the book's model (*Concurrency in Go*,
+-- chapter 5, "Error Propagation") and Go's errors package: `require "conc.errors"`, also
+-- `conc.errors`.
 --
 -- An error is well-formed (made by errors.new or errors.wrap, at a module's boundary) or
 -- raw: any other value, which is a bug. A well-formed error carries what happened
@@ -11,6 +12,14 @@
 -- `stack_hash` groups reports: it is computed from the source names, lines and function
 -- names of the frames where the error began (never addresses, times or ids), so it is the
 -- same across runs, tasks and hosts, and a wrap keeps its origin's.
+--
+-- A conc error is a table with the fields *message*, *cause* (what it wraps), *kind*,
+-- *user*, *transient*, *details*, *stack*, *stack_hash*, *id*, *time*, *host*, *pid*,
+-- *task* (`{id, name}`), *spawned_at* (where a failed task was started), *bug* (true for a
+-- raw value raised) and, for a join, *errors*. `tostring(err)` is its message (for a wrap,
+-- "msg: inner message", E8), never the stack.
+-- @module conc.errors
+
 local core = require "conc.core"
 
 local M = {}
@@ -19,7 +28,7 @@ local Error = {}
 Error.__index = Error
 Error.__name = "conc.error"
 
---- tostring(err) is its message: for a wrap, "msg: inner message" (E8). Never the stack.
+-- tostring(err) is its message: for a wrap, "msg: inner message" (E8). Never the stack.
 function Error:__tostring()
   return tostring(self.message)
 end
@@ -32,10 +41,13 @@ local function is_error(v)
   return getmetatable(v) == Error
 end
 
---- Whether v is a conc error (well-formed, a bug wrapper or a join).
+--- Whether `v` is a conc error (well-formed, a bug wrapper or a join).
+-- @param v any value
+-- @treturn boolean
+-- @function is_error
 M.is_error = is_error
 
----------------------------------------------------------------------------- where and when
+-- where and when -------------------------------------------------------------------------
 
 local PID, HOST = core.sysinfo()
 
@@ -84,7 +96,7 @@ local function stamp(err, stack)
   err.stack_hash = err.stack_hash or hash((err.stack:gsub("0x%x+", "")))
 end
 
----------------------------------------------------------------------------- making errors
+-- making errors -------------------------------------------------------------------------
 
 local FIELDS = { kind = true, user = true, transient = true, details = true }
 
@@ -100,16 +112,23 @@ local function copy_fields(fname, err, fields)
   end
 end
 
---- errors.new(msg [, fields]): a well-formed error. fields: kind, user (one line for the
--- user), transient (whether retrying may help), details (any table, for the record).
--- Each call makes a distinct error, even for the same text (E1).
--- new, wrap and join are made by core.with_stack, which passes the caller's traceback
--- first, even when they are tail-called (`return errors.new(...)`) on PUC Lua.
 local function check_nargs(fname, max, ...)
   local n = select("#", ...)
   if n > max then fail("%s: too many arguments (at most %d expected, got %d)", fname, max, n) end
 end
 
+--- A well-formed error, which records its `stack`, `time` (UTC, ISO-8601 with ms),
+-- `host`, `pid`, `task`, `id` (the log id) and `stack_hash`. Each call makes a distinct
+-- error, even for the same text (E1).
+--
+-- `new`, `wrap` and `join` are made by `core.with_stack`, which passes the caller's
+-- traceback first, even when they are tail-called (`return errors.new(...)`) on PUC Lua;
+-- LuaJIT drops the frame of any tail call: there, write `return nil, errors.new(...)`.
+-- @string msg what happened
+-- @tparam[opt] table fields *kind*, *user* (one line for the user), *transient* (whether
+-- retrying may help), *details* (any table, for the record)
+-- @treturn table the error
+-- @function new
 M.new = core.with_stack(function(stack, msg, fields, ...)
   check_nargs("errors.new", 2, msg, fields, ...)
   if type(msg) ~= "string" then fail("errors.new: bad argument #1 (string expected, got %s)", type(msg)) end
@@ -120,9 +139,14 @@ M.new = core.with_stack(function(stack, msg, fields, ...)
   return err
 end)
 
---- errors.wrap(err, msg [, fields]): a layer of context over err (nil for a nil err, E7).
--- Its message is "msg: " .. tostring(err); it keeps the stack_hash of err's origin, and a
--- raw err wrapped here becomes well-formed (E18).
+--- A layer of context over `err` (E7). Its message is `msg .. ": " .. tostring(err)`; it
+-- keeps the `stack_hash` of err's origin, and a raw `err` wrapped here becomes
+-- well-formed (E18).
+-- @param err the error to wrap (any value)
+-- @string msg what was being done
+-- @tparam[opt] table fields as for `errors.new`
+-- @treturn ?table the new layer, or nil when `err` is nil
+-- @function wrap
 M.wrap = core.with_stack(function(stack, err, msg, fields, ...)
   check_nargs("errors.wrap", 3, err, msg, fields, ...)
   if err == nil then return nil end
@@ -135,9 +159,15 @@ M.wrap = core.with_stack(function(stack, err, msg, fields, ...)
   return w
 end)
 
---- errors.raised(raw, task, site, stack [, co]): the error a value raised in a task becomes.
--- A conc error is kept as it is (and told which task it failed, if it does not know);
--- anything else becomes a bug whose cause is the raw value, with the task's traceback.
+--- The error that a value raised in a task becomes (conc calls it; so can a host that runs
+-- tasks' functions itself). A conc error is kept as it is (and told which task it
+-- failed, if it does not know); anything else becomes a bug whose cause is the raw value.
+-- @param raw the value raised
+-- @tparam ?conc.Task task the task that raised it
+-- @tparam ?string site where that task was started
+-- @tparam ?string stack the traceback (default: the caller's)
+-- @treturn table the conc error
+-- @function raised
 function M.raised(raw, task, site, stack)
   local err = raw
   if not is_error(raw) then
@@ -162,13 +192,22 @@ function M.raised(raw, task, site, stack)
   return err
 end
 
---- The same for a task that failed: `co` is its coroutine, which keeps the traceback.
+--- `errors.raised` for a task that failed, with the traceback of its coroutine.
+-- @param raw the value raised
+-- @tparam conc.Task task the task
+-- @tparam thread co its coroutine, which keeps the traceback
+-- @tparam ?string site where the task was started
+-- @treturn table the conc error
+-- @function from_task
 function M.from_task(raw, task, co, site)
   return M.raised(raw, task, site, debug.traceback(co))
 end
 
---- errors.join(...): one error that holds the non-nil errors given (its `errors` list), its
--- message theirs one per line, as Go's errors.Join; nil when none is given (E4).
+--- One error that holds the non-nil errors given (its *errors* list), its message theirs
+-- one per line, as Go's `errors.Join` (E4).
+-- @param ... errors, nil ones skipped
+-- @treturn ?table the join, or nil when no error is given
+-- @function join
 M.join = core.with_stack(function(stack, ...)
   local list, lines = {}, {}
   for i = 1, select("#", ...) do
@@ -185,7 +224,7 @@ M.join = core.with_stack(function(stack, ...)
   return err
 end)
 
----------------------------------------------------------------------------- looking inside
+-- looking inside -------------------------------------------------------------------------
 
 -- Calls visit(node) on err and what it wraps, pre-order and depth first (a join's errors
 -- in order), until visit returns non-nil; returns that.
@@ -205,47 +244,68 @@ local function walk(err, visit)
   return nil
 end
 
---- errors.is(err, target): whether err or anything it wraps is target (E2, E3).
+--- Whether `err` or anything it wraps (through wraps and joins) is `target` (E2, E3).
+-- @param err the error
+-- @param target the error looked for, e.g. `errors.canceled`
+-- @treturn boolean
+-- @function is
 function M.is(err, target)
   if err == nil or target == nil then return err == target end
   return walk(err, function(e) if e == target then return true end end) == true
 end
 
---- errors.unwrap(err): what err wraps, or nil; a join is not opened (E5).
+--- What `err` wraps; a join is not opened (E5).
+-- @param err the error
+-- @return the wrapped error, or nil
+-- @function unwrap
 function M.unwrap(err)
   if is_error(err) and not err.errors then return err.cause end
   return nil
 end
 
---- errors.cause(err): the innermost error, the one that wraps nothing (E10).
+--- The innermost error, the one that wraps nothing (E10); a join is not opened.
+-- @param err the error
+-- @return the innermost error (`err` itself when it wraps nothing)
+-- @function cause
 function M.cause(err)
   while is_error(err) and not err.errors and err.cause ~= nil do err = err.cause end
   return err
 end
 
---- errors.kind(err): the first kind found in err's tree (E6), or nil.
+--- The first kind found in err's tree, depth first (E6).
+-- @param err the error
+-- @treturn ?string the kind, or nil
+-- @function kind
 function M.kind(err)
   return walk(err, function(e) if is_error(e) then return e.kind end end)
 end
 
---- errors.is_bug(err): true for a raw error (anything errors.new did not make), judged
--- by the outermost layer (E18).
+--- Whether `err` is a bug: a raw error (anything `errors.new` or `errors.wrap` did not
+-- make), judged by the outermost layer (E18).
+-- @param err the error
+-- @treturn boolean false for nil and for well-formed errors
+-- @function is_bug
 function M.is_bug(err)
   if err == nil then return false end
   if not is_error(err) then return true end
   return err.bug == true
 end
 
----------------------------------------------------------------------------- the sentinels
+-- the sentinels -------------------------------------------------------------------------
 
---- The errors of a context that ended (ctx:err()): cancelled, or its deadline passed.
--- Compare with == or errors.is (E20). They are made once, so they carry no stack.
+--- What `ctx:err()` returns for a ctx that was cancelled. Compare with `==` or
+-- `errors.is` (E20). Made once, so it carries no stack.
+-- @value canceled
 M.canceled = setmetatable({ message = "context canceled", kind = "canceled" }, Error)
+
+--- What `ctx:err()` returns for a ctx whose deadline passed (transient). Compare with `==`
+-- or `errors.is` (E20). Made once, so it carries no stack.
+-- @value deadline_exceeded
 M.deadline_exceeded = setmetatable({
   message = "context deadline exceeded", kind = "deadline_exceeded", transient = true,
 }, Error)
 
----------------------------------------------------------------------------- reports
+-- reports -------------------------------------------------------------------------
 
 local function json_string(s)
   return '"' .. s:gsub('[%c"\\\128-\255]', function(c)
@@ -327,8 +387,10 @@ local function default_sink(line)
 end
 local sink = default_sink
 
---- errors.set_sink(fn): fn(line) receives each record, one JSON line without its newline.
--- nil restores the default, stderr.
+--- Where `errors.report` writes the records.
+-- @tparam ?function fn called as `fn(line)` with each record, one JSON line without its
+-- newline; nil restores the default, stderr
+-- @function set_sink
 function M.set_sink(fn)
   if fn ~= nil and type(fn) ~= "function" then
     fail("errors.set_sink: bad argument #1 (function expected, got %s)", type(fn))
@@ -336,10 +398,15 @@ function M.set_sink(fn)
   sink = fn or default_sink
 end
 
---- errors.report(err): writes err's full record (one JSON line) to the sink and returns
--- the line to show the user: the nearest `user` message down the chain with the log id,
--- "The operation failed (log id X)." without one, and for a bug "An unexpected error
--- occurred (log id X); please report it." (E19). A raw value is reported as a bug.
+--- Writes err's full record (one JSON line: *id*, *time*, *host*, *pid*, *task*, *kind*,
+-- *message*, *user*, *transient*, *details*, *stack*, *stack_hash*, and *cause*, the
+-- record of the next layer down) to the sink, and returns the line to show the user
+-- (E19). A raw value is reported as a bug.
+-- @param err the error
+-- @treturn string the nearest `user` message down the chain with the log id; "The
+-- operation failed (log id X)." without one; for a bug, "An unexpected error occurred
+-- (log id X); please report it."
+-- @function report
 function M.report(err)
   if not is_error(err) then err = M.raised(err, nil, nil, debug.traceback("", 2)) end
   local id = err.id or new_id()
@@ -350,8 +417,11 @@ function M.report(err)
   return ("%s (log id %s)"):format(user, id)
 end
 
---- errors.verbose(err): the message, the task and the stack of every layer, for a person
--- debugging (tostring gives only the message).
+--- The message, the task and the stack of every layer, for a person debugging
+-- (`tostring` gives only the message).
+-- @param err the error
+-- @treturn string the text, several lines
+-- @function verbose
 function M.verbose(err)
   local out = {}
   local function add(e, depth)

@@ -1,4 +1,16 @@
---- conc: Go-style concurrency for Lua.
+--- Go-style concurrency for Lua: tasks, channels and select, timers, contexts, groups,
+-- waitgroups, semaphores and mutexes, pipeline stages, heartbeats and stewards, on a
+-- scheduler written in C over libuv. Rate limiting is in @{conc.rate}, errors in
+-- @{conc.errors}.
+--
+-- Durations are seconds (fractions allowed); times are readings of `conc.now()`. A call
+-- that can fail in an expected way (a ctx that ended, a closed peer) returns `nil, err`;
+-- misuse (a wrong argument, a send on a closed channel) raises an error whose message
+-- starts with `conc:` and names the function. A ctx argument is optional unless the
+-- call says otherwise; a ctx that is already done fails the call at once, and one that
+-- ends while the call waits makes it return in the same scheduler turn.
+-- @module conc
+
 -- The facade of `require "conc"`: the C core (conc.core) does tasks, channels, select and
 -- timers; this file adds what is composition: the error hooks, conc.dump, conc.pcall, and,
 -- on interpreters without lua_yieldk (5.1, LuaJIT), the small wrappers that let a woken
@@ -24,9 +36,12 @@ M.rate = require "conc.rate"
 local steward = require "conc.steward"
 M.heartbeat, M.steward = steward.heartbeat, steward.steward
 local pipeline = require "conc.pipeline"
-M.take, M.bridge = pipeline.take, pipeline.bridge
+for _, name in ipairs { "any", "or_done", "take", "bridge", "tee", "merge", "generate", "repeat_fn", "map" } do
+  M[name] = pipeline[name]
+end
 
---- conc.default: a select case that makes the select non-blocking.
+-- conc.default (a select case that makes the select non-blocking) is documented in
+-- csrc/select.c.
 M.default = core.default
 M.errors = errors
 
@@ -40,8 +55,15 @@ local function indent(text)
   return "    " .. text:gsub("\n", "\n    ")
 end
 
---- conc.dump(): every live task (and the top level when it is blocked), with its status,
--- what it is blocked on, where it was started and its traceback.
+--- Tasks and the runtime.
+-- @section runtime
+
+--- A report of every live task, for debugging: one entry per task (and the top level
+-- when it is blocked) with its id, name and status, what it is blocked on (the operation
+-- and the object, with where that object was made), where it was started, and its
+-- traceback. The deadlock error carries the same report.
+-- @treturn string the report, one line or more per task
+-- @function dump
 function M.dump()
   local out = {}
   for _, r in ipairs(core.tasks()) do
@@ -69,7 +91,15 @@ core.set_hooks {
   deadline_exceeded = errors.deadline_exceeded,
 }
 
---- conc.pcall(fn, ...): pcall through which a task may block, on every interpreter.
+--- A pcall through which a task may block, on every interpreter. Lua 5.2+ and LuaJIT can
+-- yield across Lua's pcall, so it is that pcall there; on Lua 5.1, whose pcall cannot
+-- yield, it runs `fn` so that its blocking calls still work.
+-- @tparam function fn the function to call
+-- @param ... its arguments
+-- @treturn boolean true when `fn` returned, false when it raised
+-- @return `fn`'s results, or the value it raised
+-- @function pcall
+
 -- Lua 5.2+ and LuaJIT can yield across pcall, so it is pcall itself there. PUC 5.1 cannot:
 -- see conc.protect.
 if core.puc51 then

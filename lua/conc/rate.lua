@@ -1,16 +1,20 @@
---- conc.rate: token-bucket rate limiting with golang.org/x/time/rate's semantics.
--- The limiter itself and its reservations are C (csrc/rate.c over the arithmetic of
--- csrc/bucket.c); this file adds the limits, lim:wait, rate.multi and rate.keyed.
+--- Token-bucket rate limiting with the semantics of Go's golang.org/x/time/rate:
+-- `require "conc.rate"`, also `conc.rate`. A limit is a number of events per second.
 --
 -- Choices where Go is silent or conc departs (SEMANTICS.md D1, D3-D5, R8, R13):
--- * lim:wait with a ctx that is already done returns nil, ctx:err() before any other check,
---   even n > burst (DESIGN.md's D1 comes before R26's order).
--- * A wait refused because it would outlast the ctx's deadline, or exceed the burst, returns
---   nil and a conc error of kind "rate"; errors.is(err, errors.deadline_exceeded) is false,
---   since the ctx is not done (D3).
--- * n is a whole number >= 0; allow(0) and wait(0) succeed at once (R8).
--- * A reservation that could never act (a limit of 0 with the bucket empty) is not ok, where
---   Go books it ~292 years ahead.
+--
+-- * `Limiter:wait` with a ctx that is already done returns `nil, ctx:err()` before any
+--   other check, even n > burst (DESIGN.md's D1 comes before R26's order).
+-- * A wait refused because it would outlast the ctx's deadline, or exceed the burst,
+--   returns nil and a conc error of kind `"rate"`, for which
+--   `errors.is(err, errors.deadline_exceeded)` is false, since the ctx is not done (D3).
+-- * n is a whole number >= 0; `allow(0)` and `wait(0)` succeed at once (R8).
+-- * A reservation that could never act (a limit of 0 with the bucket empty) is not ok,
+--   where Go books it ~292 years ahead.
+-- @module conc.rate
+
+-- The limiter itself and its reservations are C (csrc/rate.c over the arithmetic of
+-- csrc/bucket.c); this file adds the limits, lim:wait, rate.multi and rate.keyed.
 local core = require "conc.core"
 local errors = require "conc.errors"
 local check = require "conc.check"
@@ -22,7 +26,8 @@ local book, wait_for, reserve_at = core.rate_book, core.rate_wait_for, core.rate
 local sleep, now = core.sleep, core.now
 local huge = math.huge
 
---- rate.inf: no limit; every event is allowed, whatever the burst (R1).
+--- No limit (`math.huge`): every event is allowed, whatever the burst (R1).
+-- @value inf
 M.inf = huge
 
 local function check_number(fname, v, arg, what)
@@ -31,7 +36,10 @@ local function check_number(fname, v, arg, what)
   end
 end
 
---- rate.every(d): one event every d seconds, as a limit; d <= 0 gives rate.inf (R2).
+--- One event every `d` seconds, as a limit (R2).
+-- @number d the interval in seconds
+-- @treturn number the limit, `1 / d`; `rate.inf` when `d <= 0`
+-- @function every
 function M.every(d, ...)
   check.nargs("rate.every", select("#", ...) + 1, 1)
   check_number("rate.every", d, 1, "interval")
@@ -39,7 +47,11 @@ function M.every(d, ...)
   return 1 / d
 end
 
---- rate.per(n, d): n events every d seconds, as a limit (rate.per(10, 60): 10 a minute).
+--- `n` events every `d` seconds, as a limit: `rate.per(10, 60)` is 10 a minute.
+-- @number n the number of events, >= 0
+-- @number d the period in seconds, > 0
+-- @treturn number the limit, `n / d`
+-- @function per
 function M.per(n, d, ...)
   check.nargs("rate.per", select("#", ...) + 2, 2)
   check_number("rate.per", n, 1, "events")
@@ -61,8 +73,14 @@ local function check_clock(fname, clock)
   end
 end
 
---- rate.limiter(limit, burst [, {clock = fn}]): a token bucket that starts full (R3).
--- clock() returns the time in seconds (default: conc.now()).
+--- A token bucket of *burst* tokens, full at first (R3), refilled at *limit* tokens a
+-- second.
+-- @number limit the limit, events per second (>= 0; `rate.inf` for none)
+-- @int burst the bucket's size, a whole number >= 0
+-- @tparam[opt] table opts `{clock = fn}`: `fn()` returns the time in seconds (default
+-- `conc.now`, so `conc.virtual_time` applies); tests inject a fake clock
+-- @treturn Limiter the limiter
+-- @function limiter
 function M.limiter(limit, burst, opts, ...)
   check.nargs("rate.limiter", select("#", ...) + 3, 3)
   check_limit_burst("rate.limiter", limit, burst)
@@ -116,9 +134,8 @@ end
 local LIMITER_MT = getmetatable(core.rate_limiter(0, 0))
 local limiter_methods = LIMITER_MT.__index
 
---- lim:wait([ctx,] [n]): waits until n tokens (default 1) are there and takes them: true,
--- or nil, err when ctx ends first (the tokens are given back), or at once when n exceeds
--- the burst or the tokens would come after ctx's deadline (R26-R32).
+-- lim:wait([ctx,] [n]) and k:wait(key [, ctx] [, n]); `first` is the position of the
+-- ctx-or-n argument (2 for k:wait, after the key).
 local function limiter_wait(lim, fname, first, ...)
   local ctx, n, narg = wait_args(fname, first, ...)
   check_n(fname, n, narg)
@@ -131,12 +148,23 @@ local function limiter_wait(lim, fname, first, ...)
   return sleep_or_cancel(r, delay, ctx)
 end
 
+--- A limiter, made by `rate.limiter`.
+-- @type Limiter
+
+--- Waits until `n` tokens are there and takes them (R26-R32).
+-- @tparam[opt] conc.Context ctx ends the wait early when it ends
+-- @int[opt=1] n the number of tokens, a whole number >= 0 (0 succeeds at once)
+-- @treturn[1] boolean true once the tokens are taken
+-- @return[2] nil when ctx ended first (the tokens are given back), or at once, taking
+-- nothing, when `n` exceeds the burst or the tokens would come after ctx's deadline
+-- @return[2] `ctx:err()`, or a conc error of kind `"rate"` for a refused wait
+-- @function wait
 function limiter_methods.wait(lim, ...)
   if getmetatable(lim) ~= LIMITER_MT then fail("lim:wait: bad self (rate limiter expected, got %s)", typename(lim)) end
   return limiter_wait(lim, "lim:wait", 1, ...)
 end
 
----------------------------------------------------------------------------- multi
+-- multi -------------------------------------------------------------------------
 
 local Multi = { __name = "conc.rate.multi" }
 Multi.__index = Multi
@@ -144,10 +172,18 @@ Multi.__index = Multi
 local MultiReservation = { __name = "conc.rate.multi_reservation" }
 MultiReservation.__index = MultiReservation
 
---- rate.multi(lim, ...): one limiter over several (the book's MultiLimiter). An event
--- needs a token from each; they are booked on all at once, for the time the slowest can
--- grant them, so a wait that ends early gives every one back. An argument may itself be a
--- rate.multi, whose limiters join this one's (as the book nests its MultiLimiters).
+--- A reservation, made by `Limiter:reserve`: tokens booked, maybe ahead of time.
+-- @type Reservation
+
+--- @section end
+
+--- One limiter over several (the book's MultiLimiter). An event needs a token from each;
+-- they are booked on all at once, for the time the slowest can grant them, so a wait that
+-- ends early gives every one back. An argument may itself be a `rate.multi`, whose
+-- limiters join this one's (as the book nests its MultiLimiters).
+-- @tparam Limiter|MultiLimiter ... the limiters, at least one
+-- @treturn MultiLimiter the multi-limiter
+-- @function multi
 function M.multi(...)
   local n = select("#", ...)
   if n == 0 then fail("rate.multi: bad argument #1 (rate limiter expected, got no value)") end
@@ -169,7 +205,12 @@ local function check_multi(self, fname)
   if getmetatable(self) ~= Multi then fail("%s: bad self (rate.multi expected, got %s)", fname, typename(self)) end
 end
 
---- m:limit(): the strictest limit.
+--- A multi-limiter, made by `rate.multi`.
+-- @type MultiLimiter
+
+--- The strictest limit.
+-- @treturn number the smallest limit of the limiters
+-- @function limit
 function Multi:limit()
   check_multi(self, "m:limit")
   local l = huge
@@ -177,8 +218,9 @@ function Multi:limit()
   return l
 end
 
---- m:burst(): the smallest burst of the limiters with a finite limit (rate.inf ones
--- allow any n); math.huge when there is none.
+--- The smallest burst of the limiters with a finite limit (`rate.inf` ones allow any n).
+-- @treturn number that burst; `math.huge` when there is none
+-- @function burst
 function Multi:burst()
   check_multi(self, "m:burst")
   local b = huge
@@ -188,7 +230,9 @@ function Multi:burst()
   return b
 end
 
---- m:tokens(): the fewest tokens any of them has now.
+--- The fewest tokens any of the limiters has now.
+-- @treturn number the tokens
+-- @function tokens
 function Multi:tokens()
   check_multi(self, "m:tokens")
   local t = huge
@@ -210,7 +254,10 @@ local function book_all(self, n, delay)
   return setmetatable({ rs = rs, ok_ = true }, MultiReservation)
 end
 
---- m:allow([n]): takes n tokens from every limiter now, or from none.
+--- Takes `n` tokens from every limiter now, or from none.
+-- @int[opt=1] n the number of tokens
+-- @treturn boolean whether they were taken
+-- @function allow
 function Multi:allow(n)
   check_multi(self, "m:allow")
   if n == nil then n = 1 end
@@ -220,8 +267,11 @@ function Multi:allow(n)
   return true
 end
 
---- m:reserve([n]): books n tokens on every limiter for the time the slowest can grant them;
--- its delay() is that time, its cancel() gives back what each can.
+--- Books `n` tokens on every limiter for the time the slowest can grant them.
+-- @int[opt=1] n the number of tokens
+-- @treturn MultiReservation the booking: its `delay()` is that time, its `cancel()`
+-- gives back what each limiter can
+-- @function reserve
 function Multi:reserve(n)
   check_multi(self, "m:reserve")
   if n == nil then n = 1 end
@@ -231,8 +281,13 @@ function Multi:reserve(n)
   return book_all(self, n, d)
 end
 
---- m:wait([ctx,] [n]): lim:wait over all the limiters, giving every token back when ctx
--- ends first.
+--- `Limiter:wait` over all the limiters, giving every token back when ctx ends first.
+-- @tparam[opt] conc.Context ctx ends the wait early when it ends
+-- @int[opt=1] n the number of tokens
+-- @treturn[1] boolean true once the tokens are taken from every limiter
+-- @return[2] nil when ctx ended first, or at once when the wait is refused
+-- @return[2] `ctx:err()`, or a conc error of kind `"rate"`
+-- @function wait
 function Multi:wait(...)
   check_multi(self, "m:wait")
   local ctx, n, narg = wait_args("m:wait", 1, ...)
@@ -254,10 +309,20 @@ function Multi:wait(...)
   return sleep_or_cancel(r, d, ctx)
 end
 
+--- A booking on every limiter of a multi-limiter, made by `MultiLimiter:reserve`; it
+-- answers as a reservation made by `Limiter:reserve` does.
+-- @type MultiReservation
+
+--- Whether the tokens can ever be granted.
+-- @treturn boolean false when `n` exceeds a burst, or the tokens never come
+-- @function ok
 function MultiReservation:ok()
   return self.ok_
 end
 
+--- How long until the tokens may be used.
+-- @treturn number seconds (0: now); `math.huge` when not ok
+-- @function delay
 function MultiReservation:delay()
   if not self.ok_ then return huge end
   local d = 0
@@ -265,23 +330,32 @@ function MultiReservation:delay()
   return d
 end
 
+--- Gives the tokens back to every limiter, as `Reservation:cancel` does for each.
+-- @function cancel
 function MultiReservation:cancel()
   for _, r in ipairs(self.rs) do r:cancel() end
 end
 
----------------------------------------------------------------------------- keyed
+-- keyed -------------------------------------------------------------------------
 
 local Keyed = { __name = "conc.rate.keyed" }
 Keyed.__index = Keyed
 
---- rate.keyed(limit, burst [, opts]): a limiter per key (one per client, say), made on
--- first use with a full bucket. opts: idle (drop a key unused this many seconds),
--- max_keys (at most this many limiters), clock (as rate.limiter's).
+--- @section end
+
+--- A limiter per key (one per client, say), made on first use with a full bucket.
 -- Dropping is lazy: calls look for droppable keys at most once every `idle` seconds
 -- (every second without idle). A key whose bucket is full with nothing booked is dropped
--- too, whatever idle says, since a new limiter would be the same. When max_keys is
+-- too, whatever idle says, since a new limiter would be the same. When `max_keys` is
 -- reached, the least recently used eighth of the keys is dropped. A key that comes back
--- after being dropped starts with a full bucket.
+-- after being dropped starts with a full bucket, and settings changed on its limiter
+-- (through `KeyedLimiter:get`) are lost.
+-- @number limit each key's limit
+-- @int burst each key's burst
+-- @tparam[opt] table opts `idle` (drop a key unused this many seconds), `max_keys` (at
+-- most this many limiters), `clock` (as `rate.limiter`'s)
+-- @treturn KeyedLimiter the keyed limiter
+-- @function keyed
 function M.keyed(limit, burst, opts)
   check_limit_burst("rate.keyed", limit, burst)
   check.options("rate.keyed", opts, 3, { idle = true, max_keys = true, clock = true }, true)
@@ -347,14 +421,23 @@ local function limiter_of(self, key, fname)
   return lim
 end
 
---- k:get(key): key's limiter.
+--- A keyed limiter, made by `rate.keyed`.
+-- @type KeyedLimiter
+
+--- The limiter of a key, made if need be.
+-- @param key the key (not nil, not NaN)
+-- @treturn Limiter its limiter
+-- @function get
 function Keyed:get(key)
   check_keyed(self, "k:get")
   return limiter_of(self, key, "k:get")
 end
 
---- k:allow(key [, n]), k:reserve(key [, n]), k:wait(key [, ctx] [, n]): the calls of
--- key's limiter.
+--- `Limiter:allow` on the key's limiter.
+-- @param key the key
+-- @int[opt=1] n the number of tokens
+-- @treturn boolean whether they were taken
+-- @function allow
 function Keyed:allow(key, n, ...)
   check_keyed(self, "k:allow")
   check.nargs("k:allow", select("#", ...) + 2, 2)
@@ -362,6 +445,11 @@ function Keyed:allow(key, n, ...)
   return limiter_of(self, key, "k:allow"):allow(n)
 end
 
+--- `Limiter:reserve` on the key's limiter.
+-- @param key the key
+-- @int[opt=1] n the number of tokens
+-- @treturn Reservation the booking
+-- @function reserve
 function Keyed:reserve(key, n, ...)
   check_keyed(self, "k:reserve")
   check.nargs("k:reserve", select("#", ...) + 2, 2)
@@ -369,12 +457,22 @@ function Keyed:reserve(key, n, ...)
   return limiter_of(self, key, "k:reserve"):reserve(n)
 end
 
+--- `Limiter:wait` on the key's limiter.
+-- @param key the key
+-- @tparam[opt] conc.Context ctx ends the wait early when it ends
+-- @int[opt=1] n the number of tokens
+-- @treturn[1] boolean true once the tokens are taken
+-- @return[2] nil when ctx ended first, or at once when the wait is refused
+-- @return[2] `ctx:err()`, or a conc error of kind `"rate"`
+-- @function wait
 function Keyed:wait(key, ...)
   check_keyed(self, "k:wait")
   return limiter_wait(limiter_of(self, key, "k:wait"), "k:wait", 2, ...)
 end
 
---- k:len(): the number of keys that have a limiter now (after dropping what is due).
+--- The number of keys that have a limiter now, after dropping what is due.
+-- @treturn integer the count
+-- @function len
 function Keyed:len()
   check_keyed(self, "k:len")
   local t = self.now()

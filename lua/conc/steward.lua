@@ -9,6 +9,12 @@
 -- (W4); it does not wait for the old one. More than opts.intensity restarts within
 -- opts.period seconds (the window includes a restart exactly `period` ago, O7) makes it
 -- give up. A steward is itself a ward, `(ctx, pulse, ...)`, so stewards nest into trees.
+-- @module conc
+
+--- Heartbeats and stewards.
+-- The book's healing of unhealthy tasks, with the restart policy of an OTP supervisor.
+-- @section stewards
+
 local core = require "conc.core"
 local errors = require "conc.errors"
 local check = require "conc.check"
@@ -20,8 +26,11 @@ local fail, typename = check.fail, check.typename
 local select_ = core.select
 local huge = math.huge
 
---- conc.heartbeat(): beat_ch, pulse. pulse() never blocks: the channel holds one beat, and
--- a beat nobody has taken yet makes the next one a no-op (W1).
+--- A heartbeat: `pulse()` sends a beat on `beat_ch` and never blocks; the channel holds
+-- one beat, and a beat nobody has taken yet makes the next one a no-op (W1).
+-- @treturn Channel beat_ch, where the beats arrive (`true`)
+-- @treturn function pulse
+-- @function heartbeat
 function M.heartbeat(...)
   check.nargs("heartbeat", select("#", ...), 0)
   local ch = core.chan(1)
@@ -104,14 +113,33 @@ local function await_exit(exit, grace)
   t:stop()
 end
 
---- conc.steward(opts): a ward `(ctx, pulse, ...)` that runs opts.ward under watch. It
--- returns true once its ctx ends or its ward ends and is not to be restarted (nil, err if
--- that ward failed); it raises a conc error naming the ward, with the ward's last error as
--- cause, when it gives up. It pulses `pulse` at each healthy beat and each (re)start.
--- opts: ward (required), name, timeout, restart ("permanent"), intensity (3), period (5),
--- backoff {initial, max, factor = 2, jitter = 0}, on_event(ev) with ev = {type = "start",
--- "restart", "returned", "missed", "failed" or "gave_up", ward = name, err =, n = restarts
--- so far}. Without on_event, a ward's failure is written to errors.report, never dropped.
+--- A steward: a ward `(ctx, pulse, ...)` that runs `opts.ward(wctx, wpulse, ...)` as a
+-- task, watches its heartbeat and its end, and restarts it per `opts.restart`. A
+-- restart cancels the old ward's wctx first and does not wait for it. A ward that
+-- returns or fails is never taken for healthy. Since a steward is itself a ward,
+-- stewards nest into trees.
+--
+-- The steward, called as `steward(ctx [, pulse], ...)`, returns true once its ctx ends
+-- (giving the ward up to `timeout`, or 5 s, to stop) or once its ward ends and is not to
+-- be restarted (nil, err if that ward failed). When it gives up it raises a conc error of
+-- kind `"steward"` naming the ward, whose cause is the ward's last error. It pulses `pulse`
+-- at each (re)start and each healthy beat. Without `on_event`, a ward's failure is
+-- written to `conc.errors.report`, never dropped.
+-- @tparam table opts
+--   `opts.ward` (required): the function to run, as `ward(wctx, wpulse, ...)`;
+--   `opts.name` (default `"ward"`): for errors, events and the task's name;
+--   `opts.timeout`: no pulse within that many seconds is a missed heartbeat (wards should
+--   pulse every `timeout/2`; default: no heartbeat watch);
+--   `opts.restart`: `"permanent"` (the default: always), `"transient"` (after a failure or
+--   a missed heartbeat, not after a normal return) or `"temporary"` (never);
+--   `opts.intensity` (default 3) and `opts.period` (default 5 s): more than intensity
+--   restarts within period seconds makes the steward give up;
+--   `opts.backoff = {initial, max, factor = 2, jitter = 0}`: the k-th restart waits
+--   `min(max, initial * factor^(k-1))`, stretched by up to jitter of itself;
+--   `opts.on_event(ev)`: sees `ev = {type, ward, err, n}`, type `"start"`, `"restart"`,
+--   `"returned"`, `"missed"`, `"failed"` or `"gave_up"`, n the restarts so far
+-- @treturn function the steward, a ward `(ctx, pulse, ...)`
+-- @function steward
 function M.steward(opts)
   check_opts(opts)
   local name = opts.name or "ward"

@@ -1,6 +1,13 @@
 --- conc.group, conc.first and conc.hedge: structure built from tasks, channels, contexts
 -- and the C core's waitgroups and semaphores (golang.org/x/sync/errgroup; the book's
 -- replicated requests; hedged requests from "The Tail at Scale").
+-- @module conc
+
+--- Groups and replicated requests.
+-- A function given to a group, `conc.first` or `conc.hedge` fails when it raises or
+-- returns nil plus a non-nil error; a raised error keeps its traceback.
+-- @section structure
+
 local core = require "conc.core"
 local errors = require "conc.errors"
 local attempt = require "conc.protect".attempt
@@ -16,13 +23,18 @@ local function pack(...)
   return { n = select("#", ...), ... }
 end
 
----------------------------------------------------------------------------- group
+-- group -------------------------------------------------------------------------
 
 local Group = { __name = "conc.group" }
 Group.__index = Group
 
---- conc.group([ctx]) -> g, gctx: an errgroup. gctx (when ctx is given) is cancelled by
--- the first error, with that error as its cause, or when wait() returns (G3).
+--- A group of tasks, as Go's errgroup: start tasks with `Group:go`, wait for all of them
+-- and get the first error with `Group:wait`. gctx (when ctx is given) is cancelled by the
+-- first error, with that error as its cause, or when `Group:wait` returns (G3).
+-- @tparam[opt] Context ctx the parent of gctx
+-- @treturn Group g the group
+-- @treturn ?Context gctx a child of ctx for the group's tasks, only when ctx is given
+-- @function group
 function M.group(ctx)
   check_ctx("group", ctx, 1, true)
   local g = setmetatable({ wg = core.waitgroup(), active = 0 }, Group)
@@ -54,8 +66,14 @@ local function start(g, fn, ...)
   core.go(run, g, fn, ...)
 end
 
---- g:go(fn, ...): runs fn(...) in a new task of the group; with a limit, blocks the caller
--- until a slot is free (G5).
+--- A group, made by `conc.group`.
+-- @type Group
+
+--- Runs `fn(...)` in a new task of the group; with a limit, blocks the caller until a
+-- slot is free (G5). The first failure of a task is the group's error.
+-- @tparam function fn the task's body
+-- @param ... the arguments of `fn`
+-- @function go
 function Group:go(fn, ...)
   check_group(self, "g:go")
   check_fn("g:go", fn, 1)
@@ -63,7 +81,11 @@ function Group:go(fn, ...)
   start(self, fn, ...)
 end
 
---- g:try_go(fn, ...): as go, but returns false and starts nothing when no slot is free.
+--- As `Group:go`, but starts nothing when no slot is free.
+-- @tparam function fn the task's body
+-- @param ... the arguments of `fn`
+-- @treturn boolean whether the task was started
+-- @function try_go
 function Group:try_go(fn, ...)
   check_group(self, "g:try_go")
   check_fn("g:try_go", fn, 1)
@@ -72,8 +94,11 @@ function Group:try_go(fn, ...)
   return true
 end
 
---- g:set_limit(n): at most n tasks active at once; a negative n removes the limit (G5).
--- Raises while tasks are active (G6).
+--- At most `n` tasks of the group active at once (G5); with 0, `Group:go` blocks and
+-- `Group:try_go` fails.
+-- @int n the limit, a whole number; negative removes the limit
+-- @raise while tasks of the group are active (G6)
+-- @function set_limit
 function Group:set_limit(n)
   check_group(self, "g:set_limit")
   if type(n) ~= "number" then
@@ -87,7 +112,9 @@ function Group:set_limit(n)
   self.limit = n >= 0 and core.semaphore(n) or nil
 end
 
---- g:wait(): waits for every task of the group; returns nil or the first error (G1, G2).
+--- Waits for every task of the group (G1, G2).
+-- @return nil, or the first error (by completion order), which stays the group's error
+-- @function wait
 function Group:wait()
   check_group(self, "g:wait")
   self.wg:wait()
@@ -99,7 +126,10 @@ function Group:__tostring()
   return ("conc.group (%d active)"):format(self.active)
 end
 
----------------------------------------------------------------------------- first, hedge
+-- first, hedge -------------------------------------------------------------------------
+
+--- Groups and replicated requests.
+-- @section structure
 
 -- The body of a replica: its outcome goes to the results channel, which has room for
 -- every replica, so a replica never blocks after the race is decided.
@@ -107,9 +137,17 @@ local function replica(results, fn, ...)
   results:send(pack(attempt(fn, ...)))
 end
 
---- conc.first(ctx, n, fn, ...): runs fn(rctx, i, ...) for i = 1..n, each in its own task,
--- and returns the results of the first that succeeds, cancelling the others (their rctx).
--- nil, err when all failed (err joins their errors), or when ctx ended (ctx:err()).
+--- Replicated requests: runs `fn(rctx, i, ...)` for i = 1..n, each in its own task, and
+-- returns the results of the first that succeeds, cancelling the others (their rctx). It
+-- returns once the race is decided, without waiting for the cancelled replicas.
+-- @tparam Context ctx required (pass `conc.background()` for none); rctx is its child
+-- @int n the number of replicas, >= 1
+-- @tparam function fn a replica: `fn(rctx, i, ...)`
+-- @param ... more arguments of `fn`
+-- @return[1] ... the first success's results
+-- @return[2] nil when every replica failed, or ctx ended
+-- @return[2] the replicas' errors joined (`conc.errors.join`), or `ctx:err()`
+-- @function first
 function M.first(ctx, n, fn, ...)
   check_ctx("first", ctx, 1)
   check_whole("first", n, 2, 1, "the number of replicas")
@@ -129,11 +167,19 @@ function M.first(ctx, n, fn, ...)
   return nil, errors.join(unpack(errs))
 end
 
---- conc.hedge(ctx, opts, fn, ...): runs fn(rctx, 1, ...), and another replica fn(rctx, i,
--- ...) every opts.delay seconds while none has succeeded, up to opts.max replicas in all
--- (default 2: one hedge). A replica that fails starts the next one at once, without
--- waiting for the delay. Returns the first success's results and cancels the others;
--- nil, err when every replica failed (err joins their errors) or ctx ended (ctx:err()).
+--- Hedged requests: runs `fn(rctx, 1, ...)`, and another replica `fn(rctx, i, ...)` every
+-- `opts.delay` seconds while none has succeeded, up to `opts.max` replicas in all. A
+-- replica that fails starts the next one at once, without waiting for the delay. Returns
+-- as `conc.first` does.
+-- @tparam Context ctx required (pass `conc.background()` for none); rctx is its child
+-- @tparam table opts `delay` (seconds >= 0, required), `max` (replicas in all, the first
+-- included; default 2: one hedge)
+-- @tparam function fn a replica: `fn(rctx, i, ...)`
+-- @param ... more arguments of `fn`
+-- @return[1] ... the first success's results
+-- @return[2] nil when every replica failed, or ctx ended
+-- @return[2] the replicas' errors joined (`conc.errors.join`), or `ctx:err()`
+-- @function hedge
 function M.hedge(ctx, opts, fn, ...)
   check_ctx("hedge", ctx, 1)
   check.options("hedge", opts, 2, { delay = true, max = true })
