@@ -74,6 +74,27 @@ local function output(ctx)
   return out, true
 end
 
+-- A stage with one output: unless ctx is already done, body(out) runs in a new task and
+-- out closes when it returns (a body that raises closes out itself first).
+local function stage(ctx, body)
+  local out, live = output(ctx)
+  if live then
+    go(function()
+      body(out)
+      out:close()
+    end)
+  end
+  return out
+end
+
+-- Sends on out what arrives on ch, at most n values, until ch closes or ctx ends.
+local function forward(ctx, ch, out, n)
+  for _ = 1, n do
+    local v, ok = ch:recv(ctx)
+    if not ok or not out:send(v, ctx) then return end
+  end
+end
+
 -- Whether err, the failure of a user function, only says that ctx ended: a normal stop.
 local function is_stop(ctx, err)
   local why = ctx:err()
@@ -91,17 +112,7 @@ function M.take(ctx, ch, n, ...)
   check.ctx("take", ctx, 1)
   check_chan("take", ch, 2)
   check.whole("take", n, 3, 0, "n")
-  local out, live = output(ctx)
-  if live then
-    core.go(function()
-      for _ = 1, n do
-        local v, ok = ch:recv(ctx)
-        if not ok or not out:send(v, ctx) then break end
-      end
-      out:close()
-    end)
-  end
-  return out
+  return stage(ctx, function(out) forward(ctx, ch, out, n) end)
 end
 
 --- Flattens a stream of streams: the values of every channel received from `chch`, each
@@ -115,33 +126,17 @@ function M.bridge(ctx, chch, ...)
   check.nargs("bridge", 2 + select("#", ...), 2)
   check.ctx("bridge", ctx, 1)
   check_chan("bridge", chch, 2)
-  local out, live = output(ctx)
-  if live then
-    core.go(function()
-      local going = true
-      while going do
-        local stream, ok = chch:recv(ctx)
-        if not ok then break end
-        if getmetatable(stream) ~= CHAN_MT then
-          out:close()
-          check.fail("bridge: the stream of streams carried %s, not a channel", check.typename(stream))
-        end
-        while true do
-          local v, more = stream:recv(ctx)
-          if not more then
-            going = ctx:err() == nil
-            break
-          end
-          if not out:send(v, ctx) then
-            going = false
-            break
-          end
-        end
+  return stage(ctx, function(out)
+    while ctx:err() == nil do
+      local stream, ok = chch:recv(ctx)
+      if not ok then return end
+      if getmetatable(stream) ~= CHAN_MT then
+        out:close()
+        check.fail("bridge: the stream of streams carried %s, not a channel", check.typename(stream))
       end
-      out:close()
-    end)
-  end
-  return out
+      forward(ctx, stream, out, math.huge)
+    end
+  end)
 end
 
 --- The or-channel: a channel that closes as soon as any of the inputs gives a value or
@@ -176,17 +171,7 @@ function M.or_done(ctx, ch, ...)
   check.nargs("or_done", 2 + select("#", ...), 2)
   check.ctx("or_done", ctx, 1)
   check_chan("or_done", ch, 2)
-  local out, live = output(ctx)
-  if live then
-    go(function()
-      while true do
-        local v, ok = ch:recv(ctx)
-        if not ok or not out:send(v, ctx) then break end
-      end
-      out:close()
-    end)
-  end
-  return out
+  return stage(ctx, function(out) forward(ctx, ch, out, math.huge) end)
 end
 
 --- Every value received from `ch` goes to both outputs, to whichever reader is ready
@@ -247,11 +232,8 @@ function M.merge(ctx, ...)
     return out
   end
   local running, closed = inputs.n, false
-  local function forward(ch)
-    while true do
-      local v, ok = ch:recv(ctx)
-      if not ok or not out:send(v, ctx) then break end
-    end
+  local function drain(ch)
+    forward(ctx, ch, out, math.huge)
     running = running - 1
     -- the first task to see ctx end closes at once: the others' sends, taking the ended
     -- ctx, then fail without raising (D1)
@@ -260,7 +242,7 @@ function M.merge(ctx, ...)
       out:close()
     end
   end
-  for i = 1, inputs.n do go(forward, inputs[i]) end
+  for i = 1, inputs.n do go(drain, inputs[i]) end
   return out
 end
 
@@ -273,16 +255,11 @@ end
 function M.generate(ctx, ...)
   check.ctx("generate", ctx, 1)
   local values = { n = select("#", ...), ... }
-  local out, live = output(ctx)
-  if live then
-    go(function()
-      for i = 1, values.n do
-        if not out:send(values[i], ctx) then break end
-      end
-      out:close()
-    end)
-  end
-  return out
+  return stage(ctx, function(out)
+    for i = 1, values.n do
+      if not out:send(values[i], ctx) then return end
+    end
+  end)
 end
 
 --- A channel of the results of calling `fn` again and again, until ctx ends; then it
@@ -298,22 +275,17 @@ function M.repeat_fn(ctx, fn, ...)
   check.nargs("repeat_fn", 2 + select("#", ...), 2)
   check.ctx("repeat_fn", ctx, 1)
   check.fn("repeat_fn", fn, 2)
-  local out, live = output(ctx)
-  if live then
-    go(function()
-      while ctx:err() == nil do
-        local ok, v = attempt(fn)
-        if not ok then
-          out:close()
-          if is_stop(ctx, v) then return end
-          error(v, 0)
-        end
-        if not out:send(v, ctx) then break end
+  return stage(ctx, function(out)
+    while ctx:err() == nil do
+      local ok, v = attempt(fn)
+      if not ok then
+        if is_stop(ctx, v) then return end
+        out:close()
+        error(v, 0)
       end
-      out:close()
-    end)
-  end
-  return out
+      if not out:send(v, ctx) then return end
+    end
+  end)
 end
 
 -- map -----------------------------------------------------------------------------
