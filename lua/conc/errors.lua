@@ -21,6 +21,7 @@
 -- @module conc.errors
 
 local core = require "conc.core"
+local check = require "conc.check"
 
 local M = {}
 
@@ -33,9 +34,7 @@ function Error:__tostring()
   return tostring(self.message)
 end
 
-local function fail(fmt, ...)
-  error("conc: " .. fmt:format(...), 0)
-end
+local fail = check.fail
 
 local function is_error(v)
   return getmetatable(v) == Error
@@ -112,11 +111,6 @@ local function copy_fields(fname, err, fields)
   end
 end
 
-local function check_nargs(fname, max, ...)
-  local n = select("#", ...)
-  if n > max then fail("%s: too many arguments (at most %d expected, got %d)", fname, max, n) end
-end
-
 --- A well-formed error, which records its `stack`, `time` (UTC, ISO-8601 with ms),
 -- `host`, `pid`, `task`, `id` (the log id) and `stack_hash`. Each call makes a distinct
 -- error, even for the same text (E1).
@@ -130,7 +124,7 @@ end
 -- @treturn table the error
 -- @function new
 M.new = core.with_stack(function(stack, msg, fields, ...)
-  check_nargs("errors.new", 2, msg, fields, ...)
+  check.nargs("errors.new", select("#", ...) + 2, 2)
   if type(msg) ~= "string" then fail("errors.new: bad argument #1 (string expected, got %s)", type(msg)) end
   local err = setmetatable({ message = msg }, Error)
   copy_fields("errors.new", err, fields)
@@ -148,7 +142,7 @@ end)
 -- @treturn ?table the new layer, or nil when `err` is nil
 -- @function wrap
 M.wrap = core.with_stack(function(stack, err, msg, fields, ...)
-  check_nargs("errors.wrap", 3, err, msg, fields, ...)
+  check.nargs("errors.wrap", select("#", ...) + 3, 3)
   if err == nil then return nil end
   if type(msg) ~= "string" then fail("errors.wrap: bad argument #2 (string expected, got %s)", type(msg)) end
   local w = setmetatable({ message = msg .. ": " .. tostring(err), cause = err }, Error)
