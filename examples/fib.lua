@@ -23,39 +23,16 @@
 --   lua5.4 examples/fib.lua [--n 10,15,20,25] [--cutoff 10] [--both] [--scale 1] [--virtual]
 local conc = require "conc"
 
-local ns, cutoff, both, scale, virtual = { 10, 15, 20, 25 }, 10, false, 1, false
-
-local function usage()
-  io.stderr:write("usage: fib.lua [--n n[,n...]] [--cutoff n] [--both]"
-    .. " [--scale seconds_per_simulated_second] [--virtual]\n")
-  os.exit(2)
-end
-
-local function whole(s)
-  local v = tonumber(s)
-  return v and v >= 0 and v == math.floor(v) and v or nil
-end
-
-local args = arg or {}
-local i = 1
-while args[i] do
-  local name, value = args[i], args[i + 1]
-  if name == "--n" and value then
-    ns = {}
-    for item in value:gmatch("[^,]+") do ns[#ns + 1] = whole(item) or usage() end
-    if #ns == 0 then usage() end
-  elseif name == "--cutoff" and whole(value) then
-    cutoff = whole(value)
-  elseif name == "--scale" and tonumber(value) and tonumber(value) > 0 then
-    scale = tonumber(value)
-  elseif name == "--both" or name == "--virtual" then
-    if name == "--both" then both = true else virtual = true end
-    i = i - 1 -- a flag: no value follows
-  else
-    usage()
-  end
-  i = i + 2
-end
+local options = dofile((arg[0]:match("^(.*[/\\])") or "") .. "options.lua")
+local function whole(v) return v >= 0 and v == math.floor(v) end
+local function whole_list(s) return s:match("^%d+[%d,]*$") ~= nil end
+local opts = options.parse("fib.lua", {
+  { "n", "10,15,20,25", whole_list }, { "cutoff", 10, whole }, { "both", false },
+  { "scale", 1, options.positive }, { "virtual", false },
+})
+local ns = {}
+for item in opts.n:gmatch("%d+") do ns[#ns + 1] = tonumber(item) end
+local cutoff, both, scale, virtual = opts.cutoff, opts.both, opts.scale, opts.virtual
 
 -- The direct computation below the cutoff: the naive recursion, as work to share out.
 local function fib_direct(n)

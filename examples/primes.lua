@@ -31,37 +31,14 @@ local conc = require "conc"
 
 local MAX = 100000 -- the random numbers are in [0, MAX)
 
-local workers, count, seed, unordered, delay, scale, virtual = 4, 10, 1, false, 0, 1, false
-
-local function usage()
-  io.stderr:write("usage: primes.lua [--workers n] [--count n] [--seed n] [--unordered]\n"
-    .. "                 [--delay simulated_seconds] [--scale seconds_per_simulated_second] [--virtual]\n")
-  os.exit(2)
-end
-
-local args = arg or {}
-local i = 1
-while args[i] do
-  local name, value = args[i], tonumber(args[i + 1])
-  local whole = value and value >= 1 and value == math.floor(value)
-  if name == "--workers" and whole then
-    workers = value
-  elseif name == "--count" and whole then
-    count = value
-  elseif name == "--seed" and value then
-    seed = value
-  elseif name == "--delay" and value and value >= 0 then
-    delay = value
-  elseif name == "--scale" and value and value > 0 then
-    scale = value
-  elseif name == "--unordered" or name == "--virtual" then
-    if name == "--unordered" then unordered = true else virtual = true end
-    i = i - 1 -- a flag: no value follows
-  else
-    usage()
-  end
-  i = i + 2
-end
+local options = dofile((arg[0]:match("^(.*[/\\])") or "") .. "options.lua")
+local opts = options.parse("primes.lua", {
+  { "workers", 4, options.whole }, { "count", 10, options.whole }, { "seed", 1 },
+  { "unordered", false }, { "delay", 0, options.non_negative }, { "scale", 1, options.positive },
+  { "virtual", false },
+})
+local workers, count, seed, unordered = opts.workers, opts.count, opts.seed, opts.unordered
+local delay, scale, virtual = opts.delay, opts.scale, opts.virtual
 
 -- Park and Miller's minimal standard generator: exact in doubles, so the same everywhere.
 local state = seed % 2147483646 + 1

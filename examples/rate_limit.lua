@@ -27,22 +27,9 @@
 local conc = require "conc"
 local rate = conc.rate
 
-local scale, virtual = 0.05, false
-local args = arg or {}
-local i = 1
-while args[i] do
-  local name, value = args[i], tonumber(args[i + 1])
-  if name == "--scale" and value and value > 0 then
-    scale = value
-    i = i + 2
-  elseif name == "--virtual" then
-    virtual = true
-    i = i + 1
-  else
-    io.stderr:write("usage: rate_limit.lua [--scale seconds_per_simulated_second] [--virtual]\n")
-    os.exit(2)
-  end
-end
+local options = dofile((arg[0]:match("^(.*[/\\])") or "") .. "options.lua")
+local opts = options.parse("rate_limit.lua", { { "scale", 0.05, options.positive }, { "virtual", false } })
+local scale, virtual = opts.scale, opts.virtual
 
 -- The book's Per(n, d), with d in simulated seconds.
 local function per(n, d)

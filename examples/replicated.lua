@@ -16,24 +16,11 @@
 --   lua5.4 examples/replicated.lua [--scale 0.01] [--seed 1] [--virtual]
 local conc = require "conc"
 
-local scale, seed, virtual = 0.01, 1, false
-local args = arg or {}
-local i = 1
-while args[i] do
-  local name, value = args[i], tonumber(args[i + 1])
-  if name == "--scale" and value and value > 0 then
-    scale = value
-  elseif name == "--seed" and value then
-    seed = value
-  elseif name == "--virtual" then
-    virtual = true
-    i = i - 1 -- a flag: no value follows
-  else
-    io.stderr:write("usage: replicated.lua [--scale seconds_per_simulated_second] [--seed n] [--virtual]\n")
-    os.exit(2)
-  end
-  i = i + 2
-end
+local options = dofile((arg[0]:match("^(.*[/\\])") or "") .. "options.lua")
+local opts = options.parse("replicated.lua", {
+  { "scale", 0.01, options.positive }, { "seed", 1 }, { "virtual", false },
+})
+local scale, seed, virtual = opts.scale, opts.seed, opts.virtual
 conc.virtual_time(virtual)
 
 -- Park and Miller's minimal standard generator: exact in doubles, so the same everywhere.

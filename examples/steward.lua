@@ -9,11 +9,9 @@
 -- conc's virtual clock, so it ends at once with exact times.
 local conc = require "conc"
 
-local scale, virtual = 1, false
-for i = 1, #arg do
-  if arg[i] == "--scale" then scale = assert(tonumber(arg[i + 1]), "--scale needs a number") end
-  if arg[i] == "--virtual" then virtual = true end
-end
+local options = dofile((arg[0]:match("^(.*[/\\])") or "") .. "options.lua")
+local opts = options.parse("steward.lua", { { "scale", 1, options.positive }, { "virtual", false } })
+local scale, virtual = opts.scale, opts.virtual
 conc.virtual_time(virtual)
 
 local t0 = conc.now()

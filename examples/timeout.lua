@@ -13,22 +13,9 @@
 --   lua5.4 examples/timeout.lua [--scale S] [--virtual]
 local conc = require "conc"
 
-local scale, virtual = 1, false
-local args = arg or {}
-local i = 1
-while args[i] do
-  local name, value = args[i], tonumber(args[i + 1])
-  if name == "--scale" and value and value > 0 then
-    scale = value
-    i = i + 2
-  elseif name == "--virtual" then
-    virtual = true
-    i = i + 1
-  else
-    io.stderr:write("usage: timeout.lua [--scale S] [--virtual]\n")
-    os.exit(2)
-  end
-end
+local options = dofile((arg[0]:match("^(.*[/\\])") or "") .. "options.lua")
+local opts = options.parse("timeout.lua", { { "scale", 1, options.positive }, { "virtual", false } })
+local scale, virtual = opts.scale, opts.virtual
 conc.virtual_time(virtual)
 
 local t0 = conc.now()
