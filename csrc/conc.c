@@ -239,6 +239,9 @@ int luaopen_conc_core(lua_State *L)
     new_type(L, CONC_MUTEX_T);
     new_type(L, CONC_LIMITER_T);
     new_type(L, CONC_RESERVATION_T);
+    new_type(L, CONC_CONN_T);
+    new_type(L, CONC_LISTENER_T);
+    new_type(L, CONC_SIGWATCH_T);
     lua_newtable(L);
     lua_newtable(L);
     lua_pushcfunction(L, default_tostring);
@@ -255,6 +258,9 @@ int luaopen_conc_core(lua_State *L)
     fill_type(L, CONC_UP_MUTEX_MT, conc_mutex_methods, conc_mutex_metamethods);
     fill_type(L, CONC_UP_LIMITER_MT, conc_limiter_methods, conc_limiter_metamethods);
     fill_type(L, CONC_UP_RESERVATION_MT, conc_reservation_methods, conc_reservation_metamethods);
+    fill_type(L, CONC_UP_CONN_MT, conc_conn_methods, conc_conn_metamethods);
+    fill_type(L, CONC_UP_LISTENER_MT, conc_listener_methods, conc_listener_metamethods);
+    fill_type(L, CONC_UP_SIGWATCH_MT, conc_sigwatch_methods, conc_sigwatch_metamethods);
     /* the module */
     lua_newtable(L);
     add_funcs(L, conc_sched_funcs);
@@ -266,6 +272,8 @@ int luaopen_conc_core(lua_State *L)
     add_funcs(L, conc_sync_funcs);
     add_funcs(L, conc_os_funcs);
     add_funcs(L, conc_rate_funcs);
+    add_funcs(L, conc_net_funcs);
+    add_funcs(L, conc_signal_funcs);
     lua_pushvalue(L, CONC_UP_DEFAULT);
     lua_setfield(L, -2, "default");
     lua_pushboolean(L, CONC_HAVE_YIELDK);

@@ -36,6 +36,9 @@
 #define CONC_MUTEX_T "conc.mutex"
 #define CONC_LIMITER_T "conc.rate.limiter"
 #define CONC_RESERVATION_T "conc.rate.reservation"
+#define CONC_CONN_T "conc.net.conn"
+#define CONC_LISTENER_T "conc.net.listener"
+#define CONC_SIGWATCH_T "conc.sigwatch"
 
 /* Upvalues of every conc.core function and method. */
 enum conc_upvalue {
@@ -50,6 +53,9 @@ enum conc_upvalue {
     CONC_UP_MUTEX_MT,
     CONC_UP_LIMITER_MT,
     CONC_UP_RESERVATION_MT,
+    CONC_UP_CONN_MT,
+    CONC_UP_LISTENER_MT,
+    CONC_UP_SIGWATCH_MT,
     CONC_UP_DEFAULT,
     CONC_NUP = CONC_UP_DEFAULT
 };
@@ -95,13 +101,23 @@ typedef enum {
     CONC_WAIT_TASK,
     CONC_WAIT_WAITGROUP,
     CONC_WAIT_ACQUIRE,
-    CONC_WAIT_LOCK
+    CONC_WAIT_LOCK,
+    CONC_WAIT_ACCEPT,
+    CONC_WAIT_CONNECT,
+    CONC_WAIT_READ,
+    CONC_WAIT_WRITE
 } conc_reason_t;
 
 extern const char *const conc_reason_names[];
 extern const char *const conc_status_names[];
 
 typedef struct conc_sched conc_sched_t;
+
+/* The first member of every malloc'ed block that owns libuv handles (net.c, signal.c):
+ * when the scheduler closes, it walks the loop and closes what is left through it. */
+typedef struct conc_closer {
+    void (*close)(struct conc_closer *self);
+} conc_closer_t;
 
 typedef struct conc_task {
     const void *tag;      /* CONC_TAG(CONC_UP_TASK_MT), see conc_checkud */
@@ -265,6 +281,18 @@ extern const luaL_Reg conc_limiter_methods[];
 extern const luaL_Reg conc_limiter_metamethods[];
 extern const luaL_Reg conc_reservation_methods[];
 extern const luaL_Reg conc_reservation_metamethods[];
+
+/* net.c */
+extern const luaL_Reg conc_net_funcs[];
+extern const luaL_Reg conc_conn_methods[];
+extern const luaL_Reg conc_conn_metamethods[];
+extern const luaL_Reg conc_listener_methods[];
+extern const luaL_Reg conc_listener_metamethods[];
+
+/* signal.c */
+extern const luaL_Reg conc_signal_funcs[];
+extern const luaL_Reg conc_sigwatch_methods[];
+extern const luaL_Reg conc_sigwatch_metamethods[];
 
 /* select.c */
 extern const luaL_Reg conc_select_funcs[];

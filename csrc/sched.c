@@ -34,7 +34,7 @@
  */
 
 const char *const conc_reason_names[] = {"none", "yield", "recv", "send", "select", "sleep", "task",
-                                         "waitgroup", "acquire", "lock"};
+                                         "waitgroup", "acquire", "lock", "accept", "connect", "read", "write"};
 const char *const conc_status_names[] = {"ready", "running", "blocked", "done", "failed"};
 
 /* Their addresses mark results that must raise in the woken task (conc_sched_push_raise),
@@ -676,6 +676,13 @@ int conc_sched_step(lua_State *L, conc_sched_t *s, double timeout)
     return (int)s->ntasks;
 }
 
+static void close_left(uv_handle_t *h, void *arg)
+{
+    (void)arg;
+    if (!uv_is_closing(h) && h->data != NULL)
+        ((conc_closer_t *)h->data)->close((conc_closer_t *)h->data);
+}
+
 void conc_sched_close(conc_sched_t *s, lua_State *L)
 {
     loop_block_t *b;
@@ -684,6 +691,7 @@ void conc_sched_close(conc_sched_t *s, lua_State *L)
     conc_sched_abandon_all(s, L);
     b = conc_container_of(s->loop, loop_block_t, loop);
     uv_close((uv_handle_t *)s->wake, NULL);
+    uv_walk(s->loop, close_left, NULL); /* sockets and signal watches still open */
     uv_run(s->loop, UV_RUN_DEFAULT);
     uv_loop_close(s->loop);
     free(b);

@@ -24,7 +24,7 @@ build = {
          sources = {
             "csrc/chan.c", "csrc/conc.c", "csrc/heap.c", "csrc/runq.c",
             "csrc/sched.c", "csrc/select.c", "csrc/task.c", "csrc/timer.c", "csrc/ctx.c",
-            "csrc/sync.c", "csrc/bucket.c", "csrc/rate.c",
+            "csrc/sync.c", "csrc/bucket.c", "csrc/rate.c", "csrc/net.c", "csrc/signal.c",
          },
          defines = { "_GNU_SOURCE" },
          incdirs = { "csrc", "$(LIBUV_INCDIR)" },
@@ -39,5 +39,6 @@ build = {
       ["conc.rate"] = "lua/conc/rate.lua",
       ["conc.steward"] = "lua/conc/steward.lua",
       ["conc.pipeline"] = "lua/conc/pipeline.lua",
+      ["conc.net"] = "lua/conc/net.lua",
    },
 }

@@ -9,7 +9,7 @@
 -- fixes the top-level layout, and busted runs only the *_spec.lua files here.
 --
 -- The public API is what a user can call: every function of `require "conc"` (the C
--- functions it re-exports from conc.core included), of conc.rate and of conc.errors, and
+-- functions it re-exports from conc.core included), of conc.rate, conc.errors and conc.net, and
 -- the methods of the objects they make, found on live objects (their metatable's __index,
 -- metamethods aside). What LDoc found comes from LDoc itself: this file is also the
 -- filter that `ldoc --filter doccheck.list` loads (then `...` is the module name and only
@@ -59,6 +59,7 @@ end
 add_functions("conc", conc)
 add_functions("conc.rate", rate)
 add_functions("conc.errors", errors)
+add_functions("conc.net", conc.net)
 
 -- One or more objects of each type users get, with the type's name in the reference; objects made in different ways are all walked, in case their methods differ.
 local ctx, cancel = conc.with_cancel(conc.background())
@@ -78,12 +79,18 @@ add_methods("conc.rate", "Reservation", { lim:reserve() })
 add_methods("conc.rate", "MultiLimiter", { multi })
 add_methods("conc.rate", "MultiReservation", { multi:reserve() })
 add_methods("conc.rate", "KeyedLimiter", { rate.keyed(1, 1) })
+local listener = assert(conc.net.listen("127.0.0.1", 0))
+local conn = assert(conc.net.connect(listener:addr()))
+add_methods("conc.net", "Listener", { listener })
+add_methods("conc.net", "Connection", { conn, (listener:accept()) })
+conn:close()
+listener:close()
 timer:stop()
 ticker:stop()
 cancel()
 
 -- What LDoc documents, from the same configuration `make docs` uses.
-local MODULES = { conc = true, ["conc.rate"] = true, ["conc.errors"] = true }
+local MODULES = { conc = true, ["conc.rate"] = true, ["conc.errors"] = true, ["conc.net"] = true }
 local ldoc = io.popen("LUA_PATH='spec/?.lua;;' ldoc --filter doccheck.list . 2>&1")
 local documented, other, seen = {}, {}, 0
 for line in ldoc:lines() do

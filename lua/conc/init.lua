@@ -18,6 +18,7 @@
 local core = require "conc.core"
 local errors = require "conc.errors"
 local protect = require "conc.protect"
+local check = require "conc.check"
 
 local M = {}
 
@@ -44,6 +45,7 @@ end
 -- csrc/select.c.
 M.default = core.default
 M.errors = errors
+M.net = require "conc.net"
 
 local function describe(obj)
   local name, site = tostring(obj), core.site(obj)
@@ -90,6 +92,50 @@ core.set_hooks {
   canceled = errors.canceled,
   deadline_exceeded = errors.deadline_exceeded,
 }
+
+--- Signals.
+-- @section signals
+
+--- A ctx that is cancelled when one of the signals arrives, as Go's
+-- `signal.NotifyContext`; its cause is then a conc error of kind "signal" whose `signal`
+-- field names the signal. While it watches, the signals do not have their default action
+-- (SIGINT no longer kills the process), and the process stays alive: waiting for a
+-- signal is not a deadlock. The watch ends when the ctx ends, for any reason.
+-- @tparam Context ctx the parent
+-- @string ... signal names: "SIGINT", "SIGTERM", "SIGHUP", "SIGUSR1", ...
+-- @treturn Context the ctx
+-- @treturn function stop(): stops watching and cancels the ctx
+-- @function signal
+function M.signal(ctx, ...)
+  check.ctx("conc.signal", ctx, 1)
+  local cancel
+  local watch = core.signal_watch("conc.signal", function(name)
+    local cause = errors.new("received " .. name, { kind = "signal" })
+    cause.signal = name
+    cancel(cause)
+  end, ...)
+  local sctx
+  sctx, cancel = core.with_cancel(ctx)
+  core.after_func(sctx, function() watch:stop() end)
+  return sctx, function()
+    watch:stop()
+    cancel()
+  end
+end
+
+--- A channel that receives the name of each of the signals that arrives, as Go's
+-- `signal.Notify`: it holds 8, and a signal that finds it full is dropped. The watch
+-- lasts until `stop()`, even if the channel is dropped; meanwhile the signals do not have
+-- their default action and the process stays alive.
+-- @string ... signal names, as for `signal`
+-- @treturn Channel the channel of names
+-- @treturn function stop(): stops watching
+-- @function signals
+function M.signals(...)
+  local ch = core.chan(8)
+  local watch = core.signal_watch("conc.signals", ch, ...)
+  return ch, function() return watch:stop() end
+end
 
 --- A pcall through which a task may block, on every interpreter. Lua 5.2+ and LuaJIT can
 -- yield across Lua's pcall, so it is that pcall there; on Lua 5.1, whose pcall cannot

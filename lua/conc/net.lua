@@ -1,0 +1,61 @@
+--- TCP on libuv: listeners and connections whose every wait parks only the calling task
+-- and takes an optional ctx, last. A ctx that is already done fails the call at once;
+-- one that ends while the call waits makes it return `nil, ctx:err()`.
+--
+-- What a peer or the network causes (a reset, a refused connection, the use of a
+-- connection closed here) comes back as `nil, err`, where `err` is a conc error of kind
+-- "net" (see @{conc.errors}) whose `code` is the libuv error name ("ECONNREFUSED",
+-- "ECONNRESET", "EPIPE", "EADDRINUSE", "EAI_NONAME", ...) or one of "closed" (the
+-- connection or listener was closed here), "toolong" (a line over read_line's maximum)
+-- and "EOF" (the stream ended inside read_exactly). Misuse raises a `conc:` error.
+--
+-- Memory per connection is bounded whatever the peer does: reading stops while 64 KiB
+-- wait unread, and writers wait while 64 KiB wait unsent. Connections and listeners
+-- that are collected are closed. The first socket makes the process ignore SIGPIPE
+-- (unless a handler was set), so that a write to a closed peer is an EPIPE error.
+-- @module conc.net
+local core = require "conc.core"
+local errors = require "conc.errors"
+
+local M = {}
+
+local function net_error(code, msg)
+  local err = errors.new(msg, { kind = "net" })
+  err.code = code
+  return err
+end
+
+-- The C methods return (nil, code, message) for a failure the peer caused.
+local function wrap(fn)
+  return function(...)
+    local a, b, c = fn(...)
+    if a == nil and type(b) == "string" then return nil, net_error(b, c) end
+    return a, b
+  end
+end
+
+local conn_mt, listener_mt = core.net_types()
+for name, fn in pairs(conn_mt.__index) do conn_mt.__index[name] = wrap(fn) end
+for name, fn in pairs(listener_mt.__index) do listener_mt.__index[name] = wrap(fn) end
+
+--- Listens for TCP connections on `host`:`port`.
+-- @string host a numeric address ("127.0.0.1", "::1"), a name ("localhost", resolved
+-- at once), or "*" or "" for every IPv4 address
+-- @int port the port; 0 picks a free one (see `Listener:addr`)
+-- @tparam[opt] table opts `backlog`: how many connections may wait to be accepted (511)
+-- @treturn Listener the listener
+-- @return or nil, err (code EADDRINUSE, EACCES, ...)
+-- @function listen
+M.listen = wrap(core.net_listen)
+
+--- Connects to `host`:`port`. A name is resolved through libuv's getaddrinfo, and the
+-- first address it gives is used.
+-- @string host a name or a numeric IPv4 or IPv6 address
+-- @int port the port
+-- @tparam[opt] Context ctx ends the wait early
+-- @treturn Connection the connection
+-- @return or nil, err (code ECONNREFUSED, ETIMEDOUT, EAI_NONAME, ...)
+-- @function connect
+M.connect = wrap(core.net_connect)
+
+return M
