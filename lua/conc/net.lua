@@ -25,13 +25,16 @@ local function net_error(code, msg)
   return err
 end
 
--- The C methods return (nil, code, message) for a failure the peer caused.
+-- The C methods return (nil, code, message) for a failure the peer caused; every other
+-- result passes through as it is.
+local function result(...)
+  local a, code, msg = ...
+  if a == nil and type(code) == "string" then return nil, net_error(code, msg) end
+  return ...
+end
+
 local function wrap(fn)
-  return function(...)
-    local a, b, c = fn(...)
-    if a == nil and type(b) == "string" then return nil, net_error(b, c) end
-    return a, b
-  end
+  return function(...) return result(fn(...)) end
 end
 
 local conn_mt, listener_mt = core.net_types()
