@@ -25,7 +25,8 @@
  *   a peer that does not read cannot grow memory. A waiting write that ends with its ctx
  *   queued nothing.
  * - Closing wakes every waiter with the "closed" error. Data still queued is flushed in
- *   the background, after a shutdown (FIN), for at most LINGER_MS, then the handle closes.
+ *   the background, after a shutdown (FIN), for at most LINGER_MS, then the handle closes;
+ *   when the Lua state closes meanwhile, it waits for that flush.
  *
  * Errors a peer can cause come back to Lua as (nil, code, message); conc/net.lua turns
  * them into conc errors of kind "net". SIGPIPE is ignored once the first socket exists
@@ -110,9 +111,13 @@ static void ignore_sigpipe(void)
 
 static void close_handles(net_block_t *b);
 
+/* The Lua state closes: what is still open closes now, but a flush (see close_block)
+ * is let finish, within its bound. */
 static void close_at_exit(conc_closer_t *closer)
 {
     net_block_t *b = (net_block_t *)closer;
+    if (b->linger_on)
+        return;
     if (b->owner != NULL)
         ((net_obj_t *)b->owner)->b = NULL;
     b->owner = NULL;
@@ -173,29 +178,29 @@ static void start_shutdown(net_block_t *b)
     }
 }
 
-/* Lets unsent data go out (after a FIN) for at most LINGER_MS, then closes. The object
- * is gone: nothing waits for this, so it does not keep the loop alive. */
+/* Lets unsent data go out (after a FIN) for at most LINGER_MS, then closes. The flush
+ * keeps the loop alive, as pending I/O: when the Lua state closes, it waits for it. */
 static void close_block(net_block_t *b)
 {
     b->owner = NULL;
-    if (b->tcp.write_queue_size == 0 || b->closing) {
+    if (b->closing)
+        return;
+    uv_read_stop((uv_stream_t *)&b->tcp);
+    if (b->tcp.write_queue_size == 0) {
         close_handles(b);
         return;
     }
     if (!b->shut)
         start_shutdown(b);
-    if (!b->shut) {
+    if (!b->shut || uv_timer_init(b->s->loop, &b->linger) != 0) {
         close_handles(b);
         return;
     }
-    if (uv_timer_init(b->s->loop, &b->linger) == 0) {
-        b->linger.data = b;
-        b->linger_on = 1;
-        b->pending++;
-        uv_timer_start(&b->linger, on_linger, LINGER_MS, 0);
-        uv_unref((uv_handle_t *)&b->linger);
-    }
-    uv_unref((uv_handle_t *)&b->tcp);
+    b->linger.data = b;
+    b->linger_on = 1;
+    b->pending++;
+    uv_timer_start(&b->linger, on_linger, LINGER_MS, 0);
+    uv_ref((uv_handle_t *)&b->tcp);
 }
 
 /* A handle keeps the loop alive only while a task waits on it. */
