@@ -16,6 +16,7 @@
 -- @module conc.net
 local core = require "conc.core"
 local errors = require "conc.errors"
+local check = require "conc.check"
 
 local M = {}
 
@@ -37,6 +38,20 @@ local function wrap(fn)
   return function(...) return result(fn(...)) end
 end
 
+-- listen's and connect's errors name the address: "connect to HOST:PORT: ..." (the C
+-- message starts with the operation's name).
+local function result_at(host, port, ...)
+  local a, code, msg = ...
+  if a == nil and type(code) == "string" then
+    local op, why = msg:match("^(%w+): (.*)$")
+    local where = (host:find(":", 1, true) and "[%s]:%d" or "%s:%d"):format(host, port)
+    return nil, net_error(code, ("%s %s %s: %s"):format(op, op == "listen" and "on" or "to", where, why))
+  end
+  return ...
+end
+
+local LISTEN_OPTIONS = { backlog = true }
+
 local conn_mt, listener_mt = core.net_types()
 for name, fn in pairs(conn_mt.__index) do conn_mt.__index[name] = wrap(fn) end
 for name, fn in pairs(listener_mt.__index) do listener_mt.__index[name] = wrap(fn) end
@@ -49,7 +64,11 @@ for name, fn in pairs(listener_mt.__index) do listener_mt.__index[name] = wrap(f
 -- @treturn Listener the listener
 -- @return or nil, err (code EADDRINUSE, EACCES, ...)
 -- @function listen
-M.listen = wrap(core.net_listen)
+function M.listen(...)
+  local host, port, opts = ...
+  if type(opts) == "table" then check.options("net.listen", opts, 3, LISTEN_OPTIONS) end
+  return result_at(host, port, core.net_listen(...))
+end
 
 --- Connects to `host`:`port`. A name is resolved through libuv's getaddrinfo, and the
 -- first address it gives is used.
@@ -59,6 +78,9 @@ M.listen = wrap(core.net_listen)
 -- @treturn Connection the connection
 -- @return or nil, err (code ECONNREFUSED, ETIMEDOUT, EAI_NONAME, ...)
 -- @function connect
-M.connect = wrap(core.net_connect)
+function M.connect(...)
+  local host, port = ...
+  return result_at(host, port, core.net_connect(...))
+end
 
 return M
