@@ -9,14 +9,21 @@
 --   BENCH_PEERS      comma list of peer ids to run (default all: conc54,concjit,pure54,
 --                    purejit,tarantool,go)
 --   BENCH_WORKLOADS  comma list (default W1,W2,W3,W4,W4mem,W5,X1,X2,X2ref,M1,M2,G1,R1,R2,
---                    R3,K1,P1,P2,P4,Floor)
+--                    R3,K1,P1,P2,P4,C1,E1,Floor)
 --   BENCH_TIMEOUT    seconds allowed to one process (default 600)
 --   BENCH_OUT        where to write the report (default bench/RESULTS.md)
 --   BENCH_GO_BIN     the Go program built by run.sh
+--   BENCH_CHAT_LOAD_BIN, BENCH_CHATGO_BIN  bench/chat_load and bench/chatgo, built by run.sh
+--   BENCH_CHAT_JIT   1: also run C1 (chat) with the chat server under LuaJIT (off by
+--                    default: about 13 s a repetition; the targets are for Lua 5.4)
 --
 -- Each workload script prints `RESULT <key> <number>`, `NOTE <text>` (a caveat that
 -- marks its cell), `INFO <text>` (about the peer) or `NA <reason>` (not applicable).
 -- A peer that is missing or fails gets `n/a (reason)` cells; the run goes on.
+--
+-- C1 (chat) and E1 (echo) are the network rows: C1 runs bench/chat_load against
+-- examples/chat/server.lua (conc) and bench/chatgo (Go), E1 runs bench/conc_echo.lua and
+-- `chatgo -w E1`; the Lua-only peers have no network library and skip them.
 --
 -- Floor (bench/floor.lua) is what the interpreter costs: it runs only under the two conc
 -- peers' interpreters (it calls conc's C code) and has its own table; a Targets table
@@ -27,6 +34,9 @@ local SCALE = tonumber(os.getenv("BENCH_SCALE")) or 1
 local TIMEOUT = tonumber(os.getenv("BENCH_TIMEOUT")) or 600
 local OUT = os.getenv("BENCH_OUT") or "bench/RESULTS.md"
 local GO_BIN = os.getenv("BENCH_GO_BIN")
+local CHAT_LOAD_BIN = os.getenv("BENCH_CHAT_LOAD_BIN")
+local CHATGO_BIN = os.getenv("BENCH_CHATGO_BIN")
+local CHAT_JIT = os.getenv("BENCH_CHAT_JIT") == "1"
 
 local function sh_quote(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
 local function exists(path) local f = io.open(path); if f then f:close() end; return f ~= nil end
@@ -42,9 +52,25 @@ local function list(env, default)
 end
 
 ---------------------------------------------------------------------------- peers
+-- C1: the load generator, given the server's command line ({port}: a free port); the
+-- server gets the peer's environment. --rate 0 lifts the per-client rate limit (each
+-- client sends 10 lines a second); everything else is the server's default.
+local function chat_cmd(server)
+  if not (CHAT_LOAD_BIN and exists(CHAT_LOAD_BIN)) then
+    return nil, "not built: go build of bench/chat_load failed or BENCH_CHAT_LOAD_BIN unset"
+  end
+  return sh_quote(CHAT_LOAD_BIN) .. " -server " .. sh_quote(server .. " --port {port} --rate 0")
+end
+
 local function conc_peer(id, label, lua, dir, interp)
   local so = "build/" .. dir .. "/release/conc/core.so"
   return {
+    chat = function()
+      if id == "concjit" and not CHAT_JIT then return nil, "not run: BENCH_CHAT_JIT=1 runs it" end
+      if not exists("examples/chat/server.lua") then return nil, "examples/chat/server.lua is missing" end
+      return chat_cmd(lua .. " examples/chat/server.lua")
+    end,
+    echo = function() return lua .. " bench/conc_echo.lua" end,
     id = id, label = label,
     env = { LUA_PATH = "lua/?.lua;lua/?/init.lua;;", LUA_CPATH = "build/" .. dir .. "/release/?.so;;",
             LUA_PATH_5_4 = "lua/?.lua;lua/?/init.lua;;", LUA_CPATH_5_4 = "build/" .. dir .. "/release/?.so;;" },
@@ -69,6 +95,14 @@ local ALL_PEERS = {
     missing = function() if not have("tarantool") then return "tarantool not installed" end end },
   { id = "go", label = "Go", env = { GOMAXPROCS = "1" },
     cmd = GO_BIN and (sh_quote(GO_BIN) .. " -w") or "false",
+    chat = function()
+      if not (CHATGO_BIN and exists(CHATGO_BIN)) then return nil, "not built: go build of bench/chatgo failed" end
+      return chat_cmd(sh_quote(CHATGO_BIN) .. " serve")
+    end,
+    echo = function()
+      if not (CHATGO_BIN and exists(CHATGO_BIN)) then return nil, "not built: go build of bench/chatgo failed" end
+      return sh_quote(CHATGO_BIN) .. " -w"
+    end,
     missing = function()
       if not GO_BIN or not exists(GO_BIN) then return "not built: go build failed or BENCH_GO_BIN unset" end
     end },
@@ -107,6 +141,13 @@ local METRICS = {
   { w = "P1", key = "ns", label = "P1 prime finder pipeline, 1 map worker (ns/number tested)" },
   { w = "P2", key = "ns", label = "P2 the same, 2 map workers (ns/number tested)" },
   { w = "P4", key = "ns", label = "P4 the same, 4 map workers (ns/number tested)" },
+  { w = "C1", key = "msgs_per_s", label = "C1 chat, 1000 clients in 10 rooms, a line each every 100 ms: delivered (msgs/s; **higher is better**)" },
+  { w = "C1", key = "p50_ms", label = "C1 chat delivery latency, p50 (ms)" },
+  { w = "C1", key = "p99_ms", label = "C1 chat delivery latency, p99 (ms)" },
+  { w = "C1", key = "of_offered", label = "C1 delivered / offered (**higher is better**, ≤ 1)" },
+  { w = "C1", key = "disconnects", label = "C1 clients disconnected during the run (count)", no_ratio = true, int = true },
+  { w = "C1", key = "server_cpu", label = "C1 server CPU time / wall time in the window (cores)" },
+  { w = "E1", key = "ns", label = "E1 echo, 64-byte ping-pong over loopback (ns/round trip)" },
 }
 -- The Floor workload's metrics, all ns; rows of their own table (see floor_table).
 local FLOOR = {
@@ -116,7 +157,7 @@ local FLOOR = {
   { w = "Floor", key = "strlen_ns", label = "string.len(s), a builtin (ns/call)" },
   { w = "Floor", key = "rawlen_ns", label = "rawlen(t), a builtin (ns/call)" },
 }
-local WORKLOADS = list("BENCH_WORKLOADS", "W1,W2,W3,W4,W4mem,W5,X1,X2,X2ref,M1,M2,G1,R1,R2,R3,K1,P1,P2,P4,Floor")
+local WORKLOADS = list("BENCH_WORKLOADS", "W1,W2,W3,W4,W4mem,W5,X1,X2,X2ref,M1,M2,G1,R1,R2,R3,K1,P1,P2,P4,C1,E1,Floor")
 
 ---------------------------------------------------------------------------- running
 local samples = {}   -- samples[peer][w][key] = { values }
@@ -127,9 +168,14 @@ for _, p in ipairs(PEERS) do
   samples[p.id], failed[p.id], notes[p.id], infos[p.id] = {}, {}, {}, { seen = {} }
 end
 
--- The command that runs workload w for peer p; nil when p does not run w.
+-- The command that runs workload w for peer p; nil (and why) when p does not run w.
 local function script(p, w)
   if w == "Floor" then return p.floor end
+  if w == "C1" or w == "E1" then
+    local f = w == "C1" and p.chat or p.echo
+    if not f then return nil, "no network library in this peer" end
+    return f()
+  end
   return p.cmd
 end
 
@@ -169,6 +215,10 @@ local t_start = os.time()
 for _, p in ipairs(PEERS) do
   local why = p.missing()
   if why then for _, w in ipairs(WORKLOADS) do failed[p.id][w] = why end end
+  for _, w in ipairs(WORKLOADS) do
+    local cmd, not_run = script(p, w)
+    if not cmd and not_run and not failed[p.id][w] then failed[p.id][w] = not_run end
+  end
 end
 -- Repetitions are the outer loop so that a noisy spell hits every peer alike.
 for rep = 1, REPS do
@@ -389,6 +439,8 @@ local function targets_table()
   local r5, early = rounded(over(c5, g5)), max_of("conc54", "W5", "early")
   local r1_faster = rounded(over(med("pure54", "R1", "ns"), med("conc54", "R1", "ns")))
   local k1 = med("conc54", "K1", "bytes")
+  local c1 = rounded(over(med("conc54", "C1", "msgs_per_s"), med("go", "C1", "msgs_per_s")))
+  local c1p99 = rounded(over(med("conc54", "C1", "p99_ms"), med("go", "C1", "p99_ms")))
   local rows = {
     ratio_target("W1 round trip, conc 5.4 / Go", "conc54", "go", "W1", 1.1),
     ratio_target("W2 per item, conc 5.4 / Go", "conc54", "go", "W2", 1.6),
@@ -412,6 +464,13 @@ local function targets_table()
       r1_faster and ("%.2f"):format(r1_faster) or "n/a", "≥ 3.0", verdict(r1_faster and r1_faster >= 3) },
     { "K1 rate.keyed with 1e5 live keys, conc 5.4 Lua heap (bytes/key)",
       k1 and fmt(k1) or "n/a", "≤ 200", verdict(k1 and k1 <= 200) },
+    { "C1 chat throughput (delivered msgs/s), conc 5.4 / Go",
+      c1 and ("%.2f (%s / %s)"):format(c1, fmt(med("conc54", "C1", "msgs_per_s")), fmt(med("go", "C1", "msgs_per_s")))
+        or "n/a", "≥ 0.6", verdict(c1 and c1 >= 0.6) },
+    { "C1 chat p99 delivery latency, conc 5.4 / Go",
+      c1p99 and ("%.2f (%s / %s ms)"):format(c1p99, fmt(med("conc54", "C1", "p99_ms")), fmt(med("go", "C1", "p99_ms")))
+        or "n/a", "≤ 2.0", verdict(c1p99 and c1p99 <= 2) },
+    ratio_target("E1 echo round trip (64 bytes, loopback), conc 5.4 / Go", "conc54", "go", "E1", 1.3),
   }
   return table_md({ "goal", "measured", "target", "result" }, function(r) return r end, rows)
 end
@@ -579,6 +638,33 @@ bench/go/main.go); N below is for BENCH_SCALE=1.
   GOMAXPROCS=1 like the others; the same process then runs the pipeline again with
   GOMAXPROCS=2, listed under the table's notes. n/a for the pure-Lua scheduler and
   Tarantool (no pipeline stages or contexts).
+- **C1 chat** (bench/chat_load, a Go program, the same for both servers): the conc server is
+  `examples/chat/server.lua` itself, the Go one `bench/chatgo` (a goroutine per client
+  reading lines, a writer goroutine per client draining a bounded channel of the same
+  capacity, 256 lines, into one write per batch, rooms in maps under a RWMutex; the same
+  protocol, bench/chat_load/PROTOCOL.md, and the same answers line for line). Each runs
+  as its own process with its defaults but `--rate 0` (no per-client rate limit); Go with
+  GOMAXPROCS=1, and the load generator with GOMAXPROCS=1 too, so each has a core of this
+  machine. 1,000 clients connect over 127.0.0.1, and each `/join`s one of 10 rooms (100
+  members); then each sends a line `m <ns> xxx...` (48 characters) every 100 ms,
+  staggered over the 100 ms, so 10,000 lines a second go in and, each to the 99 other
+  members of its room, about 990,000 deliveries a second are offered. `<ns>` is the send
+  time on the generator's monotonic clock, and the receiving client takes the **delivery
+  latency** from it. After a 2 s warm-up, a window of 8 s counts the **delivered** messages
+  (received in the window, msgs/s) and their latencies (p50, p99, from a log-linear
+  histogram, 3% buckets); **delivered / offered** is that over what the lines sent in the
+  window should produce (sent x 99); **disconnected** counts clients whose connection
+  ended before the window's end (a server disconnects a client whose queue is full:
+  "too slow"); **server CPU** is the server process's user+system time over the window's
+  wall time (1 = one core busy). Then the generator sends SIGTERM and the server shuts
+  down. When a server cannot keep up, lines wait in the kernel's socket buffers or its
+  queues, and latency grows with the time the load has run: compare latencies only at
+  the same window. conc LuaJIT is run only with BENCH_CHAT_JIT=1.
+- **E1 echo**: one process (bench/conc_echo.lua; Go: `chatgo -w E1`, GOMAXPROCS=1), a task
+  (goroutine) that accepts one connection on 127.0.0.1 and writes back each chunk it
+  reads, and the main task that N = 5e4 times writes 64 bytes and reads the 64 back
+  (`read_exactly`; Go `io.ReadFull`), after 1000 unmeasured round trips. Time / N.
+- C1 and E1 are n/a for the pure-Lua scheduler and Tarantool (no network library here).
 
 Go runs with GOMAXPROCS=1; golang.org/x/sync (M1, M2, G1) is Debian's
 golang-golang-x-sync-dev, and golang.org/x/time (R1, R2, R3, K1) is Debian's

@@ -9,6 +9,10 @@
 # conc itself is expected at build/lua5.4/release/conc/core.so and
 # build/luajit/release/conc/core.so (module conc.core) with lua/conc/init.lua; when a
 # build is missing its columns read "n/a (not built: ...)". More knobs: see bench/run.lua.
+#
+# The network rows (C1 chat, E1 echo) also build bench/chat_load (the load generator) and
+# bench/chatgo (the Go chat server and echo), standard library only; C1 runs 1,000
+# clients against each server, so the open files limit is raised to 4096 when lower.
 set -u
 cd "$(dirname "$0")/.."
 
@@ -72,4 +76,25 @@ if command -v go >/dev/null 2>&1; then
   fi
 fi
 
-BENCH_GO_BIN="$go_bin" lua5.4 bench/run.lua
+chat_load_bin= chatgo_bin=
+if command -v go >/dev/null 2>&1; then
+  if (cd bench/chat_load && GOFLAGS=-mod=mod GOPROXY=off go build -o "$tmp/chat_load" .) >&2; then
+    chat_load_bin="$tmp/chat_load"
+  else
+    echo "bench: go build of bench/chat_load failed; the chat rows (C1) will be n/a" >&2
+  fi
+  if (cd bench/chatgo && GOFLAGS=-mod=mod GOPROXY=off go build -o "$tmp/chatgo" .) >&2; then
+    chatgo_bin="$tmp/chatgo"
+  else
+    echo "bench: go build of bench/chatgo failed; Go's C1 and E1 will be n/a" >&2
+  fi
+fi
+# C1: 1,000 client sockets in the load generator and 1,000 in the server (each its own
+# process, each under this limit).
+if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt 4096 ]; then
+  ulimit -n 4096 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null ||
+    echo "bench: the open files limit is $(ulimit -n); C1 needs about 1100" >&2
+fi
+
+BENCH_GO_BIN="$go_bin" BENCH_CHAT_LOAD_BIN="$chat_load_bin" BENCH_CHATGO_BIN="$chatgo_bin" \
+  lua5.4 bench/run.lua

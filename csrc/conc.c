@@ -206,6 +206,9 @@ int luaopen_conc_core(lua_State *L)
 {
     conc_sched_t *s;
     lua_settop(L, 0);
+    /* the scheduler and the metatables stay on the stack, and fill_type pushes a copy of
+     * each as upvalues: more than the LUA_MINSTACK slots a C function is given */
+    luaL_checkstack(L, 2 * CONC_NUP + 8, "conc");
     /* 1: the scheduler, safe to collect before conc_sched_init has run */
     s = (conc_sched_t *)conc_compat_newud(L, sizeof *s, CONC_SCHED_NUV);
     memset(s, 0, sizeof *s);

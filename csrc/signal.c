@@ -124,13 +124,16 @@ static void stop_watch(lua_State *L, conc_sigwatch_t *w)
     }
 }
 
-/* core.signal_watch(fname, target, name...): the watch, on. target is a channel or a
- * function; fname names the caller in errors. */
+/* core.signal_watch(fname, arg, target, name...): the watch, on. target is a channel or
+ * a function; fname names the caller in errors, where the first name is argument #arg. */
 static int l_signal_watch(lua_State *L)
 {
     conc_sched_t *s = conc_sched_get(L);
     const char *fname = luaL_checkstring(L, 1);
-    int n = lua_gettop(L) - 2, i, nums[NSIGNALS];
+    int arg = (int)luaL_checkinteger(L, 2);
+    int n, i, nums[NSIGNALS];
+    lua_remove(L, 2);
+    n = lua_gettop(L) - 2;
     conc_sigwatch_t *w;
     sig_block_t *b;
     if (n < 1)
@@ -141,13 +144,13 @@ static int l_signal_watch(lua_State *L)
         return conc_error(L, "%s: the target must be a channel or a function", fname);
     for (i = 0; i < n; i++) {
         if (lua_type(L, i + 3) != LUA_TSTRING)
-            return conc_argerror(L, fname, i + 2, i + 3, "signal name");
+            return conc_argerror(L, fname, arg + i, i + 3, "signal name");
         nums[i] = signal_number(lua_tostring(L, i + 3));
         if (nums[i] == 0)
             return conc_error(L, "%s: bad argument #%d (unknown signal '%s'; one of SIGHUP, SIGINT, SIGQUIT, "
                                  "SIGTERM, SIGUSR1, SIGUSR2, SIGPIPE, SIGALRM, SIGCHLD, SIGCONT, SIGTSTP, "
                                  "SIGTTIN, SIGTTOU, SIGWINCH expected)",
-                              fname, i + 2, lua_tostring(L, i + 3));
+                              fname, arg + i, lua_tostring(L, i + 3));
     }
     w = (conc_sigwatch_t *)conc_compat_newud(L, sizeof *w, 1);
     w->tag = CONC_TAG(CONC_UP_SIGWATCH_MT);

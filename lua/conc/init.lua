@@ -107,17 +107,18 @@ core.set_hooks {
 -- @treturn function stop(): stops watching and cancels the ctx
 -- @function signal
 function M.signal(ctx, ...)
-  check.ctx("conc.signal", ctx, 1)
+  check.ctx("signal", ctx, 1)
   local cancel
-  local watch = core.signal_watch("conc.signal", function(name)
+  local watch = core.signal_watch("signal", 2, function(name)
     local cause = errors.new("received " .. name, { kind = "signal" })
     cause.signal = name
     cancel(cause)
   end, ...)
   local sctx
   sctx, cancel = core.with_cancel(ctx)
-  core.after_func(sctx, function() watch:stop() end)
+  local unregister = core.after_func(sctx, function() watch:stop() end)
   return sctx, function()
+    unregister()
     watch:stop()
     cancel()
   end
@@ -133,7 +134,7 @@ end
 -- @function signals
 function M.signals(...)
   local ch = core.chan(8)
-  local watch = core.signal_watch("conc.signals", ch, ...)
+  local watch = core.signal_watch("signals", 1, ch, ...)
   return ch, function() return watch:stop() end
 end
 
