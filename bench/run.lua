@@ -173,7 +173,7 @@ local function script(p, w)
   if w == "Floor" then return p.floor end
   if w == "C1" or w == "E1" then
     local f = w == "C1" and p.chat or p.echo
-    if not f then return nil, "no network library in this peer" end
+    if not f then return nil, "no network library" end
     return f()
   end
   return p.cmd
@@ -644,9 +644,9 @@ bench/go/main.go); N below is for BENCH_SCALE=1.
   capacity, 256 lines, into one write per batch, rooms in maps under a RWMutex; the same
   protocol, bench/chat_load/PROTOCOL.md, and the same answers line for line). Each runs
   as its own process with its defaults but `--rate 0` (no per-client rate limit); Go with
-  GOMAXPROCS=1, and the load generator with GOMAXPROCS=1 too, so each has a core of this
-  machine. 1,000 clients connect over 127.0.0.1, and each `/join`s one of 10 rooms (100
-  members); then each sends a line `m <ns> xxx...` (48 characters) every 100 ms,
+  GOMAXPROCS=1, and the load generator is one epoll loop on one thread, so each has a core
+  of this machine. 1,000 clients connect over 127.0.0.1 (10 at a time), and each `/join`s
+  one of 10 rooms (100 members); then each sends a line `m <ns> xxx...` (48 characters) every 100 ms,
   staggered over the 100 ms, so 10,000 lines a second go in and, each to the 99 other
   members of its room, about 990,000 deliveries a second are offered. `<ns>` is the send
   time on the generator's monotonic clock, and the receiving client takes the **delivery

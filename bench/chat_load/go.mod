@@ -1,0 +1,3 @@
+module chatload
+
+go 1.19

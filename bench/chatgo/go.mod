@@ -1,0 +1,3 @@
+module chatgo
+
+go 1.19
