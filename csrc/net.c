@@ -28,6 +28,8 @@
  *   the background, after a shutdown (FIN), for at most LINGER_MS, then the handle closes;
  *   when the Lua state closes meanwhile, it waits for that flush.
  *
+ * Connections have TCP_NODELAY set, as Go's do: a write goes out at once.
+ *
  * Errors a peer can cause come back to Lua as (nil, code, message); conc/net.lua turns
  * them into conc errors of kind "net". SIGPIPE is ignored once the first socket exists
  * (when nobody else handles it), or a write to a closed peer would kill the process.
@@ -884,6 +886,7 @@ static void connect_done(net_block_t *b, int status)
     t = (conc_task_t *)w->owner;
     lua_checkstack(t->co, 3);
     if (status == 0) {
+        uv_tcp_nodelay(&b->tcp, 1);
         lua_pushvalue(t->co, w->valslot);
         update_reading(c);
     } else {
@@ -1002,6 +1005,7 @@ static int accept_into(lua_State *co, conc_sched_t *s, conc_listener_t *l, int c
         close_conn(NULL, c);
         return push_uv_error(co, rc, "accept");
     }
+    uv_tcp_nodelay(&c->b->tcp, 1);
     lua_pushvalue(co, cslot);
     return 1;
 }
