@@ -71,7 +71,8 @@ demo: deps
 	@$(MAKE) --no-print-directory build/lua5.4/release/conc/core.so
 	@printf '%s\n' 'demo --scale 0.1' replicated timeout rate_limit errors 'errors --bug' \
 	  'heartbeat --scale 0.1' 'steward --scale 0.1' 'steward_stream --scale 0.1' \
-	  'steward_tree --scale 0.1' primes 'primes --unordered --delay 1 --virtual' fib | \
+	  'steward_tree --scale 0.1' primes 'primes --unordered --delay 1 --virtual' fib \
+	  'chat/server --port 0 --for 0.5' chat/client_demo | \
 	while read ex args; do echo "== examples/$$ex.lua $$args"; \
 	  LUA_PATH="lua/?.lua;lua/?/init.lua;;" LUA_CPATH="build/lua5.4/release/?.so;;" \
 	  lua5.4 examples/$$ex.lua $$args || exit 1; done

@@ -131,6 +131,30 @@ static int l_yield(lua_State *L)
     return conc_sched_park(L, s, t, CONC_WAIT_YIELD);
 }
 
+/* core.pass(): as yield where the caller may yield, else nothing. conc.net calls it now
+ * and then, so that a loop of I/O calls that never have to wait (data already buffered,
+ * a socket that takes every write) still lets other tasks, timers and I/O in. Never on
+ * PUC 5.1, where a yield inside pcall or an iterator would raise. */
+static int l_pass(lua_State *L)
+{
+    conc_sched_t *s = conc_sched_get(L);
+    conc_task_t *t = s->current;
+    if (CONC_PUC51)
+        return 0;
+    if (t == NULL) {
+        int is_main = lua_pushthread(L);
+        lua_pop(L, 1);
+        if (is_main && !s->driving)
+            conc_sched_step(L, s, 0);
+        return 0;
+    }
+    if (L != t->exec || !conc_compat_isyieldable(L))
+        return 0;
+    t->nwait = 0;
+    t->timed = 0;
+    return conc_sched_park(L, s, t, CONC_WAIT_YIELD);
+}
+
 /***
  * Blocks the caller for `d` seconds, at least; `d <= 0` returns at once.
  * @number d the duration in seconds
@@ -275,6 +299,7 @@ const luaL_Reg conc_task_funcs[] = {
     {"self", l_self},
     {"now", l_now},
     {"yield", l_yield},
+    {"pass", l_pass},
     {"sleep", l_sleep},
     {NULL, NULL}
 };

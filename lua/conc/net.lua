@@ -26,11 +26,22 @@ local function net_error(code, msg)
   return err
 end
 
+-- Every PASS_EVERY calls, a task lets the others run (core.pass), even when its calls
+-- never had to wait: a loop reading buffered lines or writing to a socket that takes
+-- everything is fair to other tasks, timers and ctx deadlines.
+local PASS_EVERY = 64
+local pass, calls = core.pass, 0
+
 -- The C methods return (nil, code, message) for a failure the peer caused; every other
 -- result passes through as it is.
 local function result(...)
   local a, code, msg = ...
   if a == nil and type(code) == "string" then return nil, net_error(code, msg) end
+  calls = calls + 1
+  if calls >= PASS_EVERY then
+    calls = 0
+    pass()
+  end
   return ...
 end
 
