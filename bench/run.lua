@@ -9,7 +9,7 @@
 --   BENCH_PEERS      comma list of peer ids to run (default all: conc54,concjit,pure54,
 --                    purejit,tarantool,go)
 --   BENCH_WORKLOADS  comma list (default W1,W2,W3,W4,W4mem,W5,X1,X2,X2ref,M1,M2,G1,R1,R2,
---                    R3,K1,P1,P2,P4,C1,E1,Floor)
+--                    R3,K1,P1,P2,P4,C1,C1L,E1,Floor)
 --   BENCH_TIMEOUT    seconds allowed to one process (default 600)
 --   BENCH_OUT        where to write the report (default bench/RESULTS.md)
 --   BENCH_GO_BIN     the Go program built by run.sh
@@ -55,20 +55,23 @@ end
 -- C1: the load generator, given the server's command line ({port}: a free port); the
 -- server gets the peer's environment. --rate 0 lifts the per-client rate limit (each
 -- client sends 10 lines a second); everything else is the server's default.
-local function chat_cmd(server)
+-- C1L is the same at a tenth of the load (a line a second per client), which neither
+-- server saturates: its latencies are those of a server that keeps up.
+local function chat_cmd(server, w)
   if not (CHAT_LOAD_BIN and exists(CHAT_LOAD_BIN)) then
     return nil, "not built: go build of bench/chat_load failed or BENCH_CHAT_LOAD_BIN unset"
   end
-  return sh_quote(CHAT_LOAD_BIN) .. " -server " .. sh_quote(server .. " --port {port} --rate 0")
+  return sh_quote(CHAT_LOAD_BIN) .. (w == "C1L" and " -interval 1s" or "") .. " -server "
+    .. sh_quote(server .. " --port {port} --rate 0")
 end
 
 local function conc_peer(id, label, lua, dir, interp)
   local so = "build/" .. dir .. "/release/conc/core.so"
   return {
-    chat = function()
+    chat = function(w)
       if id == "concjit" and not CHAT_JIT then return nil, "not run: BENCH_CHAT_JIT=1 runs it" end
       if not exists("examples/chat/server.lua") then return nil, "examples/chat/server.lua is missing" end
-      return chat_cmd(lua .. " examples/chat/server.lua")
+      return chat_cmd(lua .. " examples/chat/server.lua", w)
     end,
     echo = function() return lua .. " bench/conc_echo.lua" end,
     id = id, label = label,
@@ -95,9 +98,9 @@ local ALL_PEERS = {
     missing = function() if not have("tarantool") then return "tarantool not installed" end end },
   { id = "go", label = "Go", env = { GOMAXPROCS = "1" },
     cmd = GO_BIN and (sh_quote(GO_BIN) .. " -w") or "false",
-    chat = function()
+    chat = function(w)
       if not (CHATGO_BIN and exists(CHATGO_BIN)) then return nil, "not built: go build of bench/chatgo failed" end
-      return chat_cmd(sh_quote(CHATGO_BIN) .. " serve")
+      return chat_cmd(sh_quote(CHATGO_BIN) .. " serve", w)
     end,
     echo = function()
       if not (CHATGO_BIN and exists(CHATGO_BIN)) then return nil, "not built: go build of bench/chatgo failed" end
@@ -147,6 +150,10 @@ local METRICS = {
   { w = "C1", key = "of_offered", label = "C1 delivered / offered (**higher is better**, ≤ 1)" },
   { w = "C1", key = "disconnects", label = "C1 clients disconnected during the run (count)", no_ratio = true, int = true },
   { w = "C1", key = "server_cpu", label = "C1 server CPU time / wall time in the window (cores)" },
+  { w = "C1L", key = "msgs_per_s", label = "C1L chat at a tenth of the load (a line a second per client): delivered (msgs/s; **higher is better**)" },
+  { w = "C1L", key = "p50_ms", label = "C1L chat delivery latency, p50 (ms)" },
+  { w = "C1L", key = "p99_ms", label = "C1L chat delivery latency, p99 (ms)" },
+  { w = "C1L", key = "of_offered", label = "C1L delivered / offered (**higher is better**, ≤ 1)" },
   { w = "E1", key = "ns", label = "E1 echo, 64-byte ping-pong over loopback (ns/round trip)" },
 }
 -- The Floor workload's metrics, all ns; rows of their own table (see floor_table).
@@ -157,7 +164,7 @@ local FLOOR = {
   { w = "Floor", key = "strlen_ns", label = "string.len(s), a builtin (ns/call)" },
   { w = "Floor", key = "rawlen_ns", label = "rawlen(t), a builtin (ns/call)" },
 }
-local WORKLOADS = list("BENCH_WORKLOADS", "W1,W2,W3,W4,W4mem,W5,X1,X2,X2ref,M1,M2,G1,R1,R2,R3,K1,P1,P2,P4,C1,E1,Floor")
+local WORKLOADS = list("BENCH_WORKLOADS", "W1,W2,W3,W4,W4mem,W5,X1,X2,X2ref,M1,M2,G1,R1,R2,R3,K1,P1,P2,P4,C1,C1L,E1,Floor")
 
 ---------------------------------------------------------------------------- running
 local samples = {}   -- samples[peer][w][key] = { values }
@@ -171,10 +178,10 @@ end
 -- The command that runs workload w for peer p; nil (and why) when p does not run w.
 local function script(p, w)
   if w == "Floor" then return p.floor end
-  if w == "C1" or w == "E1" then
-    local f = w == "C1" and p.chat or p.echo
+  if w == "C1" or w == "C1L" or w == "E1" then
+    local f = w == "E1" and p.echo or p.chat
     if not f then return nil, "no network library" end
-    return f()
+    return f(w)
   end
   return p.cmd
 end
@@ -660,6 +667,9 @@ bench/go/main.go); N below is for BENCH_SCALE=1.
   down. When a server cannot keep up, lines wait in the kernel's socket buffers or its
   queues, and latency grows with the time the load has run: compare latencies only at
   the same window. conc LuaJIT is run only with BENCH_CHAT_JIT=1.
+- **C1L** is C1 at a tenth of the load: a line a second per client, about 99,000
+  deliveries a second offered, which both servers can carry; its latencies are those of
+  a server that keeps up (no targets: context for C1's).
 - **E1 echo**: one process (bench/conc_echo.lua; Go: `chatgo -w E1`, GOMAXPROCS=1), a task
   (goroutine) that accepts one connection on 127.0.0.1 and writes back each chunk it
   reads, and the main task that N = 5e4 times writes 64 bytes and reads the 64 back
