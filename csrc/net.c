@@ -264,6 +264,19 @@ static int push_sockaddr(lua_State *L, const struct sockaddr_storage *sa, int rc
     return 2;
 }
 
+/* Pushes "host", port of this end (peer = 0) or of the other end of b's socket; or the
+ * error, "closed" when b is NULL. */
+static int push_address(lua_State *L, net_block_t *b, int peer, const char *what)
+{
+    struct sockaddr_storage sa;
+    int len = (int)sizeof sa, rc;
+    if (b == NULL)
+        return push_closed(L, what);
+    rc = peer ? uv_tcp_getpeername(&b->tcp, (struct sockaddr *)&sa, &len)
+              : uv_tcp_getsockname(&b->tcp, (struct sockaddr *)&sa, &len);
+    return push_sockaddr(L, &sa, rc, what);
+}
+
 /* --- arguments ------------------------------------------------------------------------- */
 
 static conc_conn_t *checkconn(lua_State *L, const char *fname)
@@ -839,12 +852,8 @@ static int c_gc(lua_State *L)
 static int c_peer(lua_State *L)
 {
     conc_conn_t *c = checkconn(L, "c:peer");
-    struct sockaddr_storage sa;
-    int len = (int)sizeof sa;
     conc_check_nargs(L, "c:peer", 0, 1);
-    if (c->b == NULL)
-        return push_closed(L, "peer");
-    return push_sockaddr(L, &sa, uv_tcp_getpeername(&c->b->tcp, (struct sockaddr *)&sa, &len), "peer");
+    return push_address(L, c->b, 1, "peer");
 }
 
 /***
@@ -857,12 +866,8 @@ static int c_peer(lua_State *L)
 static int c_addr(lua_State *L)
 {
     conc_conn_t *c = checkconn(L, "c:addr");
-    struct sockaddr_storage sa;
-    int len = (int)sizeof sa;
     conc_check_nargs(L, "c:addr", 0, 1);
-    if (c->b == NULL)
-        return push_closed(L, "addr");
-    return push_sockaddr(L, &sa, uv_tcp_getsockname(&c->b->tcp, (struct sockaddr *)&sa, &len), "addr");
+    return push_address(L, c->b, 0, "addr");
 }
 
 static int c_tostring(lua_State *L)
@@ -1086,12 +1091,8 @@ static int l_accept(lua_State *L)
 static int l_addr(lua_State *L)
 {
     conc_listener_t *l = checklistener(L, "l:addr");
-    struct sockaddr_storage sa;
-    int len = (int)sizeof sa;
     conc_check_nargs(L, "l:addr", 0, 1);
-    if (l->b == NULL)
-        return push_closed(L, "addr");
-    return push_sockaddr(L, &sa, uv_tcp_getsockname(&l->b->tcp, (struct sockaddr *)&sa, &len), "addr");
+    return push_address(L, l->b, 0, "addr");
 }
 
 static void close_listener(conc_sched_t *s, conc_listener_t *l)

@@ -48,12 +48,7 @@ local VERBOSE = os.getenv("CONC_FUZZ_VERBOSE") ~= nil
 local CLIENTS = 20
 local MAX_LINE = 512
 
-local function rss_kb()
-  for line in io.lines("/proc/self/status") do
-    local kb = line:match("^VmRSS:%s*(%d+)")
-    if kb then return tonumber(kb) end
-  end
-end
+local rss_kb = support.rss_kb
 
 --- The Lua heap (KiB) and RSS (KiB) after a full collection.
 local function memory()

@@ -170,12 +170,7 @@ local function echo_server(l)
   end)
 end
 
-local function rss_kb()
-  for line in io.lines("/proc/self/status") do
-    local kb = line:match("^VmRSS:%s*(%d+)")
-    if kb then return tonumber(kb) end
-  end
-end
+local rss_kb = support.rss_kb
 
 --- The open file descriptors of this process.
 local function fd_count()

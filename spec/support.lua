@@ -13,6 +13,14 @@ function M.nothing_left()
   assert.are.equal(0, st.timers, "timers left pending")
 end
 
+--- This process's resident set size in KiB (Linux: /proc/self/status).
+function M.rss_kb()
+  for line in io.lines("/proc/self/status") do
+    local kb = line:match("^VmRSS:%s*(%d+)")
+    if kb then return tonumber(kb) end
+  end
+end
+
 --- The message of an error raised by fn(...), or nil if it did not raise.
 function M.error_of(fn, ...)
   local ok, err = pcall(fn, ...)
