@@ -553,15 +553,20 @@ static int read_request(lua_State *L, conc_conn_t *c, int kind, size_t param, in
         update_reading(c);
         return n;
     }
+    /* this call waits: reading must be on (the waiter is linked only once the park is
+     * committed, so update_reading would not see it yet) */
+    if (!c->reading) {
+        int rc = uv_read_start((uv_stream_t *)&c->b->tcp, on_alloc, on_read);
+        if (rc != 0) {
+            c->rerr = rc;
+            return take(L, c, kind, param);
+        }
+        c->reading = 1;
+    }
     t = conc_sched_parker(L, s, fname);
     conc_task_wait_on(L, t, &c->readers, valslot, kind);
     conc_task_wait_ctx(L, t, x, ctxslot);
-    /* the waiter is linked once the park is committed: count it now for update_reading */
     set_busy(c->b, 1);
-    if (!c->reading && !c->eof && c->rerr == 0) {
-        if (uv_read_start((uv_stream_t *)&c->b->tcp, on_alloc, on_read) == 0)
-            c->reading = 1;
-    }
     return conc_sched_park(L, s, t, CONC_WAIT_READ);
 }
 
